@@ -1,0 +1,51 @@
+"""Parse one model turn into its action (METHOD.md §1: exactly one action per step).
+
+The rule for malformed output, stated once and used by generate, split, judge and train:
+- the first *complete* action tag in the turn is the action; text after it is dropped (stop strings
+  normally cut it there already);
+- `no_tag`: no complete tag at all (also an opening tag that is never closed: `unclosed_tag`);
+- `empty_query`: the tag is there but holds only whitespace;
+- `two_actions`: a second opening tag follows the first action (counted; the first action stands);
+- `repeated_query`: the same tool query as an earlier step (counted; the call is not re-run, and the
+  model is told so in the tool result).
+A turn with no usable action becomes a "none" step; the rollout feeds back a short format reminder.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+TAGS = ("search_query", "math_exp", "answer")
+STOP_STRINGS = tuple(f"</{t}>" for t in TAGS)
+_OPEN = re.compile(r"<(search_query|math_exp|answer)>")
+_FIRST = re.compile(r"<(search_query|math_exp|answer)>(.*?)</\1>", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: str  # a tag from TAGS, or "none"
+    query: str | None  # the stripped tag content
+    text: str  # the turn cut just after the action's closing tag
+    malformed: str | None = None  # rule name when something was wrong (see module docstring)
+
+
+def parse_action(turn: str, allowed: tuple[str, ...] = TAGS) -> Action:
+    """The first complete action in `turn`, cut after its closing tag."""
+    match = _FIRST.search(turn)
+    if match is None:
+        rule = "unclosed_tag" if _OPEN.search(turn) else "no_tag"
+        return Action("none", None, turn, rule)
+    kind, query = match.group(1), match.group(2).strip()
+    text = turn[: match.end()]
+    if kind not in allowed:
+        return Action("none", query, text, "unknown_tag")
+    if not query:
+        return Action("none", "", text, "empty_query")
+    rest = turn[match.end() :]
+    return Action(kind, query, text, "two_actions" if _OPEN.search(rest) else None)
+
+
+def format_result(query: str, result: str) -> str:
+    """The user turn that carries a tool result back (METHOD.md §1: `QUERY -> RESULT`)."""
+    return f"{query} -> {result}"

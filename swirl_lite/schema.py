@@ -1,0 +1,158 @@
+"""The records that flow between stages: Trajectory, Step, SubTrajectory, Verdict.
+
+Each is a plain dataclass written as one JSON object per line. `schema_version` lets a later
+release read (or refuse, with a clear message) files written by an older one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+ACTION_KINDS = ("search_query", "math_exp", "answer")
+
+
+@dataclass
+class Step:
+    """One model turn and what the tools made of it."""
+
+    index: int
+    text: str  # the raw assistant turn as generated (thought + one action tag)
+    action: str  # one of ACTION_KINDS, or "none" when no action could be parsed
+    query: str | None = None  # the content of the action tag
+    tool: str | None = None  # the tool that ran the query (None for answers and malformed turns)
+    result: str | None = None  # the tool result, appended as the user turn `QUERY -> RESULT`
+    malformed: str | None = None  # name of the malformed-output rule that fired, if any
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass
+class Trajectory:
+    """One multi-step attempt at one question (sample `sample` of K)."""
+
+    id: str  # f"{question_id}#{sample}"
+    question_id: str
+    sample: int
+    task: str
+    question: str
+    gold: Any
+    messages: list[dict]  # the whole chat: prompt turns, then assistant and tool-result turns
+    prompt_len: int  # how many leading messages are the prompt (instructions, demonstrations, question)
+    steps: list[Step] = field(default_factory=list)
+    final_answer: str | None = None
+    correct: bool | None = None
+    score: float | None = None  # graded score in [0, 1] (F1 for QA, 0/1 for math)
+    stop_reason: str = ""  # "answer" | "step_cap" | "context" | "error"
+    malformed: dict[str, int] = field(default_factory=dict)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0
+    meta: dict = field(default_factory=dict)  # task-specific gold material (steps, supporting facts)
+    schema_version: int = SCHEMA_VERSION
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Trajectory:
+        data = dict(data)
+        data["steps"] = [Step(**s) for s in data.get("steps", [])]
+        return _build(cls, data)
+
+
+@dataclass
+class SubTrajectory:
+    """State s_i (the chat before action i) and action a_i (the i-th assistant turn)."""
+
+    id: str  # f"{trajectory_id}/{step}"
+    trajectory_id: str
+    question_id: str
+    step: int
+    kind: str  # the action kind of a_i
+    prompt: list[dict]  # the state, as chat messages (TRL's conversational "prompt")
+    completion: list[dict]  # [{"role": "assistant", "content": a_i}] (TRL's "completion")
+    task: str = ""
+    outcome: bool | None = None  # the whole trajectory's graded correctness
+    gold: Any = None
+    meta: dict = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    @classmethod
+    def from_dict(cls, data: dict) -> SubTrajectory:
+        return _build(cls, dict(data))
+
+
+@dataclass
+class Verdict:
+    """A judge's rating of one action given its state."""
+
+    sub_id: str
+    judge: str  # the judge's cache identity (model, mode, prompt version)
+    label: str  # "GOOD" | "BAD" | "invalid"
+    score: float  # in [0, 1]; P(GOOD) for logprob judges, 1/0 for verdicts
+    rationale: str | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Verdict:
+        return _build(cls, dict(data))
+
+
+def _build(cls, data: dict):
+    version = data.get("schema_version", SCHEMA_VERSION)
+    if version > SCHEMA_VERSION:
+        raise ValueError(
+            f"record written by a newer swirl-lite (schema {version} > {SCHEMA_VERSION}); upgrade swirl-lite"
+        )
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def to_dict(record) -> dict:
+    return asdict(record)
+
+
+# ---------------------------------------------------------------- JSONL files
+
+
+def write_jsonl(path: str | Path, records: Iterable[Any]) -> int:
+    """Write records (dataclasses or dicts) atomically: a temporary file renamed when complete."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    count = 0
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for record in records:
+            data = record if isinstance(record, dict) else asdict(record)
+            fh.write(json.dumps(data, ensure_ascii=False) + "\n")
+            count += 1
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    return count
+
+
+def read_jsonl(path: str | Path) -> Iterator[dict]:
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
+
+
+def shard_paths(folder: str | Path) -> list[Path]:
+    """Finished shards of a sharded JSONL folder, in order (temporary files are ignored)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.glob("*.jsonl") if not p.name.startswith("."))
+
+
+def read_shards(folder: str | Path) -> Iterator[dict]:
+    for path in shard_paths(folder):
+        yield from read_jsonl(path)
