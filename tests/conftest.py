@@ -35,15 +35,15 @@ def embedded_path() -> str:
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory, embedded_path) -> str:
-    """A 2-layer, 32-wide Llama with the embedded model's real tokenizer and chat template."""
+    """A 2-layer, 64-wide Llama with the embedded model's real tokenizer and chat template."""
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     tokenizer = AutoTokenizer.from_pretrained(embedded_path)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
+        hidden_size=64,
+        intermediate_size=128,
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,

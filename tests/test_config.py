@@ -1,0 +1,109 @@
+"""Recipes: validation errors name the key, overrides reach the resolved recipe, every recipe validates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from swirl_lite.cli import main
+from swirl_lite.config import RecipeError, build_recipe, load_recipe, recipe_to_yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPES = sorted((ROOT / "recipes").rglob("*.yaml"))
+
+
+def test_recipes_exist():
+    assert RECIPES, "no recipes found under recipes/"
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=[p.name for p in RECIPES])
+def test_every_recipe_validates(path):
+    recipe = load_recipe(path)
+    assert recipe.output.name == path.stem or recipe.output.name
+
+
+def test_paper_defaults():
+    recipe = build_recipe({})
+    assert recipe.generate.samples_per_question == 5
+    assert recipe.filter.strategy == "process"
+    assert recipe.eval.n_questions == 300
+
+
+def _write(tmp_path, data) -> Path:
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_misspelt_key_names_key_and_suggests(tmp_path):
+    path = _write(tmp_path, {"generate": {"temprature": 0.5}})
+    with pytest.raises(RecipeError) as exc:
+        load_recipe(path)
+    assert len(exc.value.errors) == 1
+    line = exc.value.errors[0]
+    assert "generate.temprature" in line and "temperature" in line and str(path) in line
+    assert "\n" not in line
+
+
+def test_wrong_type_names_key(tmp_path):
+    path = _write(tmp_path, {"generate": {"batch_size": "lots"}})
+    with pytest.raises(RecipeError) as exc:
+        load_recipe(path)
+    assert exc.value.errors[0].startswith(f"{path}: generate.batch_size")
+
+
+def test_all_errors_at_once(tmp_path):
+    path = _write(tmp_path, {"generate": {"batch_size": "x"}, "filter": {"strategy": "best"}, "modle": {}})
+    with pytest.raises(RecipeError) as exc:
+        load_recipe(path)
+    text = "\n".join(exc.value.errors)
+    assert len(exc.value.errors) == 3
+    assert "generate.batch_size" in text and "filter.strategy" in text and "did you mean 'model'" in text
+
+
+def test_impossible_combination(tmp_path):
+    path = _write(tmp_path, {"generate": {"backend": "openai"}})
+    with pytest.raises(RecipeError) as exc:
+        load_recipe(path)
+    assert any("generate.openai.base_url" in e for e in exc.value.errors)
+
+
+def test_set_overrides_reach_resolved_recipe(tmp_path):
+    path = _write(tmp_path, {"generate": {"temperature": 0.5}})
+    recipe = load_recipe(path, ["generate.temperature=0.25", "model.lora.r=4", "tools.use=[calculator]"])
+    assert recipe.generate.temperature == 0.25
+    assert recipe.model.lora.r == 4
+    assert recipe.tools.use == ["calculator"]
+    assert "temperature: 0.25" in recipe_to_yaml(recipe)
+
+
+def test_set_unknown_key_is_an_error(tmp_path):
+    path = _write(tmp_path, {})
+    with pytest.raises(RecipeError) as exc:
+        load_recipe(path, ["generate.tempreture=1"])
+    assert "generate.tempreture" in exc.value.errors[0]
+
+
+def test_validate_command_prints_one_line_errors(tmp_path):
+    path = _write(tmp_path, {"judge": {"mdoe": "logprob"}})
+    result = CliRunner().invoke(main, ["validate", str(path)])
+    assert result.exit_code == 2
+    assert "judge.mdoe" in result.output and "Traceback" not in result.output
+
+
+def test_validate_command_ok(tmp_path):
+    path = _write(tmp_path, {"data": {"task": "gsm8k"}})
+    result = CliRunner().invoke(main, ["validate", str(path), "--set", "generate.seed=3"])
+    assert result.exit_code == 0, result.output
+    assert "seed: 3" in result.output
+
+
+def test_bad_yaml_is_one_line(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("model: [unclosed\n")
+    with pytest.raises(RecipeError) as exc:
+        load_recipe(path)
+    assert "not valid YAML" in exc.value.errors[0]

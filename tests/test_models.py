@@ -1,0 +1,73 @@
+"""Model loading: the embedded model generates; a tiny model loads in 4-bit with LoRA and trains only the adapter."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from swirl_lite.config import LoraConfig, ModelConfig
+from swirl_lite.models import load_model, pick_backend, resolve_model_path
+
+
+def test_embedded_model_generates_from_chat(embedded_path):
+    lm = load_model(ModelConfig(name="embedded"))
+    assert lm.path == embedded_path
+    messages = [{"role": "user", "content": "Say hello."}]
+    inputs = lm.tokenizer.apply_chat_template(
+        messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
+    out = lm.model.generate(**inputs, max_new_tokens=5, do_sample=False)
+    new_tokens = out[0][inputs["input_ids"].shape[1] :]
+    assert 1 <= len(new_tokens) <= 5
+    assert lm.tokenizer.decode(new_tokens, skip_special_tokens=True).strip()
+
+
+def test_resolve_is_cached(embedded_path):
+    start = time.perf_counter()
+    assert resolve_model_path("embedded") == embedded_path
+    assert time.perf_counter() - start < 1.0
+
+
+def test_backend_choice_on_cpu():
+    assert pick_backend(ModelConfig(backend="hf")) == "hf"
+    assert pick_backend(ModelConfig(backend="auto")) == "hf"  # no CUDA here
+
+
+def test_missing_gguf_file_is_clear(tmp_path):
+    with pytest.raises(FileNotFoundError, match="model.gguf_file"):
+        resolve_model_path(str(tmp_path), "nope.gguf")
+
+
+def test_4bit_lora_backward_changes_only_adapter(tiny_model_dir):
+    import torch
+
+    cfg = ModelConfig(name=tiny_model_dir, load_in_4bit=True, lora=LoraConfig(r=4, alpha=8))
+    lm = load_model(cfg, lora=True, trainable=True)
+    model = lm.model
+    assert any("Linear4bit" in type(m).__name__ for m in model.modules()), "base not loaded in 4-bit"
+    batch = lm.tokenizer(["one two three four"], return_tensors="pt")
+    with torch.no_grad():  # bitsandbytes repacks 4-bit weights for its CPU kernel on the first call
+        model(**batch)
+    trainable = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
+    assert trainable and all("lora_" in n for n in trainable)
+    optim = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1.0)
+    for _ in range(2):  # lora_B starts at zero, so lora_A moves only from the second step
+        loss = model(**batch, labels=batch["input_ids"]).loss
+        loss.backward()
+        optim.step()
+        optim.zero_grad()
+    changed = [n for n, p in model.named_parameters() if p.requires_grad and not torch.equal(p, trainable[n])]
+    assert any("lora_A" in n for n in changed) and any("lora_B" in n for n in changed)
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            assert torch.equal(param, frozen[name]), f"base weight {name} changed"
+
+
+def test_help_does_not_import_torch():
+    code = "import sys; from swirl_lite.cli import main; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -1,0 +1,73 @@
+"""The run directory and manifest: finished stages are skipped, --force and --from redo them."""
+
+from __future__ import annotations
+
+import types
+
+import pytest
+
+from swirl_lite import pipeline
+from swirl_lite.config import build_recipe
+from swirl_lite.runs import RunDir
+
+
+@pytest.fixture
+def fake_stages(monkeypatch):
+    calls: list[str] = []
+
+    def fake_import(name: str):
+        stage = name.rsplit(".", 1)[-1]
+
+        def run(recipe, run_dir):
+            calls.append(stage)
+            (run_dir / stage).write_text(f"{stage} output {len(calls)}")
+            return {"n": len(calls)}
+
+        return types.SimpleNamespace(run=run)
+
+    monkeypatch.setattr(pipeline.importlib, "import_module", fake_import)
+    monkeypatch.setattr(pipeline, "available_stages", lambda: ["generate", "split", "filter"])
+    return calls
+
+
+def _run_dir(tmp_path) -> tuple:
+    recipe = build_recipe({"output": {"dir": str(tmp_path), "name": "t"}})
+    return recipe, RunDir.for_recipe(recipe)
+
+
+def test_resolved_recipe_saved(tmp_path):
+    recipe, run = _run_dir(tmp_path)
+    assert (tmp_path / "t" / "recipe.yaml").read_text().startswith("model:")
+    assert run.path == tmp_path / "t"
+
+
+def test_finished_stage_skipped_then_forced(tmp_path, fake_stages):
+    recipe, run = _run_dir(tmp_path)
+    pipeline.run_pipeline(recipe, run)
+    assert fake_stages == ["generate", "split", "filter"]
+    assert set(run.manifest()["stages"]) == {"generate", "split", "filter"}
+    pipeline.run_pipeline(recipe, run)
+    assert fake_stages == ["generate", "split", "filter"], "finished stages must be skipped"
+    pipeline.run_pipeline(recipe, run, force=True)
+    assert fake_stages[3:] == ["generate", "split", "filter"]
+
+
+def test_from_stage_redoes_it_and_later(tmp_path, fake_stages):
+    recipe, run = _run_dir(tmp_path)
+    pipeline.run_pipeline(recipe, run)
+    pipeline.run_pipeline(recipe, run, from_stage="split")
+    assert fake_stages == ["generate", "split", "filter", "split", "filter"]
+
+
+def test_forget_removes_output(tmp_path, fake_stages):
+    recipe, run = _run_dir(tmp_path)
+    pipeline.run_stage("generate", recipe, run)
+    assert (run / "generate").exists() and run.is_done("generate")
+    run.forget("generate")
+    assert not (run / "generate").exists() and not run.is_done("generate")
+
+
+def test_unknown_from_stage(tmp_path, fake_stages):
+    recipe, run = _run_dir(tmp_path)
+    with pytest.raises(ValueError, match="not a stage"):
+        pipeline.run_pipeline(recipe, run, from_stage="train")
