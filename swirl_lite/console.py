@@ -39,10 +39,13 @@ def progress(**extra_fields: str) -> Progress:
     return Progress(*columns, console=console, disable=bool(os.environ.get("SWIRL_LITE_NO_PROGRESS")))
 
 
-def summary_table(title: str, rows: Iterable[Sequence[object]], columns: Sequence[str] = ("", "")) -> Table:
+def summary_table(
+    title: str, rows: Iterable[Sequence[object]], columns: Sequence[str] = ("", ""), numeric: bool = True
+) -> Table:
+    """A table whose first column is a label; other columns right-aligned when `numeric`."""
     table = Table(title=title, title_justify="left", show_header=any(columns))
     for i, name in enumerate(columns):
-        table.add_column(str(name), justify="left" if i == 0 else "right")
+        table.add_column(str(name), justify="right" if numeric and i > 0 else "left")
     for row in rows:
         table.add_row(*[fmt(v) for v in row])
     return table
