@@ -80,6 +80,9 @@ class DataConfig(Section):
     kind: Literal["auto", "math", "qa"] = Field(
         "auto", description="custom task: math (step cap 10) or qa (step cap 5)."
     )
+    demonstrations_from: Literal["builtin", "train"] = Field(
+        "builtin", description="Demonstrations: the task's written ones, or (gsm8k) converted train-split solutions."
+    )
 
 
 class ToolsConfig(Section):
@@ -137,6 +140,7 @@ class JudgeConfig(Section):
     batch_size: int = Field(8, ge=1, description="Steps judged per forward pass.")
     max_new_tokens: int = Field(256, ge=8, description="generate mode: budget of the rationale.")
     reference_weight: float = Field(0.5, ge=0.0, le=1.0, description="mix: weight of the reference judge.")
+    reference_f1: float = Field(0.5, ge=0.0, le=1.0, description="reference: a QA answer is good when its F1 with gold >= this.")
     outcome: Literal["grader", "llm"] = Field("grader", description="Outcome judge: task grader or LLM YES/NO.")
     openai: OpenAIEndpoint = Field(default_factory=OpenAIEndpoint)
 
@@ -159,13 +163,14 @@ class TrainConfig(Section):
     num_generations: int = Field(4, ge=2, description="swirl: actions sampled per state (group size G).")
     beta: float = Field(0.04, ge=0, description="swirl: KL penalty weight towards the initial model.")
     temperature: float = Field(0.9, gt=0, description="swirl: sampling temperature of training actions.")
-    max_prompt_length: int = Field(2048, ge=64, description="States longer than this are left-truncated.")
+    max_prompt_length: int = Field(2048, ge=64, description="States longer than this (tokens) are skipped, counted.")
     max_completion_length: int = Field(256, ge=8, description="Longest sampled action in tokens.")
     gradient_checkpointing: bool = Field(True, description="Trade compute for memory.")
     save_steps: int = Field(50, ge=1, description="Checkpoint every N steps (resume unit).")
     logging_steps: int = Field(5, ge=1, description="Log metrics every N steps.")
     report_to: Literal["none", "tensorboard", "wandb"] = Field("none", description="Passed to TRL.")
     seed: int = Field(0, description="Training seed.")
+    merge: bool = Field(False, description="Also save the adapter merged into 16-bit base weights.")
 
 
 class EvalConfig(Section):
@@ -176,6 +181,13 @@ class EvalConfig(Section):
     max_steps: int | None = Field(None, ge=1, description="Step cap; unset = the task's.")
     llm_grader: bool = Field(False, description="Also grade with the judge (partial-match YES/NO).")
     batch_size: int = Field(16, ge=1, description="Trajectories per generation call.")
+    adapters: list[str] = Field(
+        default_factory=list, description="Extra LoRA adapter folders to evaluate (besides run_dir/train)."
+    )
+    judge_steps: bool = Field(False, description="Also rate every eval step with the judge (paper's Table 3).")
+    path: str | None = Field(
+        None, description="Eval questions of the training task (local file or hub id); unset = data.path."
+    )
 
 
 class OutputConfig(Section):

@@ -18,7 +18,7 @@ from swirl_lite.tasks.base import Document, Example, Grade
 from swirl_lite.tasks.demos import DEMOS
 from swirl_lite.tasks.grading import resolve_grader
 from swirl_lite.tasks.loading import collect, looks_local, read_rows
-from swirl_lite.tasks.prompts import build_prompt
+from swirl_lite.tasks.prompts import Demonstration, build_prompt
 
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 _ANSWER_OPEN = "<answer>"
@@ -52,9 +52,15 @@ class BaseTask:
     hub_config: str | None = None  # used with hub_path when data.config_name is unset
     split_aliases: dict[str, str] = {}  # hub splits that exist under another name
     default_grader: str = "f1"
+    demo_sources: tuple[str, ...] = ("builtin",)  # accepted values of data.demonstrations_from
 
     def __init__(self, data_cfg: DataConfig | None = None):
         self.cfg = data_cfg if data_cfg is not None else DataConfig(task=self.name)
+        if self.cfg.demonstrations_from not in self.demo_sources:
+            raise ValueError(
+                f"data.demonstrations_from: task {self.name!r} takes only "
+                f"{' or '.join(map(repr, self.demo_sources))}, not {self.cfg.demonstrations_from!r}"
+            )
         grader = self.cfg.grader if self.cfg.grader != "auto" else self.default_grader
         self._grade: Callable[[str | None, list[str]], Grade] = resolve_grader(grader)
         self.skip_reasons: Counter = Counter()  # reason -> rows skipped by the last load()
@@ -99,8 +105,12 @@ class BaseTask:
 
     # ------------------------------------------------------------------ prompt, answer, grade
 
+    def demonstrations(self, example: Example, n: int) -> list[Demonstration]:
+        """The `n` worked trajectories shown before `example` (the written ones, `demos.py`)."""
+        return list(DEMOS[self.kind][: max(n, 0)])
+
     def prompt(self, example: Example, max_steps: int, demonstrations: int = 0) -> list[dict]:
-        demos = DEMOS[self.kind][: max(demonstrations, 0)]
+        demos = self.demonstrations(example, demonstrations)
         return build_prompt(self.kind, example.question, max_steps, demos)
 
     def extract_answer(self, text: str) -> str | None:

@@ -2,7 +2,8 @@
 
 They are short on purpose: a 135M-1B model reads them before every question. Calculator results
 are exactly what `tools/calculator.py` prints (a test checks), and each search result is a
-paragraph we wrote, shown as `Title: text` like the search tool shows one.
+paragraph we wrote, shown as `Title: text` like the search tool shows one. GSM8K can build its
+demonstrations from training rows instead (`data.demonstrations_from: train`, see `gsm8k.py`).
 """
 
 from __future__ import annotations

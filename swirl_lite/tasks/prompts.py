@@ -30,6 +30,7 @@ class DemoStep:
 class Demonstration:
     question: str
     steps: tuple[DemoStep, ...]
+    source: str | None = None  # id of the dataset row it was built from (never shown to the model)
 
 
 _MATH = """\
