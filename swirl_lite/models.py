@@ -23,6 +23,7 @@ from swirl_lite.config import LoraConfig, ModelConfig
 
 EMBEDDED = "embedded"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+CONVERT_VERSION = 2  # bump when the converted folder's layout changes (invalidates the cache)
 
 
 def cache_dir() -> Path:
@@ -53,7 +54,8 @@ def convert_gguf(gguf_path: Path, out_dir: Path | None = None) -> Path:
     gguf_path = Path(gguf_path)
     if out_dir is None:
         stat = gguf_path.stat()
-        key = hashlib.sha256(f"{gguf_path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+        key = f"{gguf_path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}:{CONVERT_VERSION}"
+        key = hashlib.sha256(key.encode()).hexdigest()[:12]
         out_dir = cache_dir() / "models" / f"{gguf_path.stem}-{key}"
     if (out_dir / "config.json").is_file():
         return out_dir
@@ -66,7 +68,12 @@ def convert_gguf(gguf_path: Path, out_dir: Path | None = None) -> Path:
     folder, name = str(gguf_path.parent), gguf_path.name
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
     loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
-    model = AutoModelForCausalLM.from_config(loaded.config, dtype=torch.float32)
+    config = loaded.config
+    # The weights below are plain tensors; a leftover `quant_method: gguf` would make transformers
+    # refuse to train the converted model.
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=False)
     if unexpected or [k for k in missing if "lm_head" not in k]:
         raise RuntimeError(f"{gguf_path}: converted weights do not match the config ({missing[:3]}, {unexpected[:3]})")
@@ -159,7 +166,9 @@ def load_model(cfg: ModelConfig, lora: bool = False, trainable: bool = False) ->
             bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=compute_dtype(cfg),
         )
-    kwargs["device_map"] = {"": 0} if torch.cuda.is_available() else {"": "cpu"}
+    # Under `accelerate launch` each process owns the GPU of its LOCAL_RANK.
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    kwargs["device_map"] = {"": local_rank} if torch.cuda.is_available() else {"": "cpu"}
     model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     tokenizer = load_tokenizer(path, cfg.trust_remote_code)
     if cfg.adapter:

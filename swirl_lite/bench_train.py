@@ -1,0 +1,130 @@
+"""`swirl-lite bench train`: speed and peak memory of RL training, judge shared vs separate.
+
+Three runs at the same settings (model, states, batch, G, lengths, steps), each in its own process
+so that peak memory is its own:
+- `policy-only`: the reward needs no model (the format reward): the floor;
+- `shared`: the LLM judge is the policy's base weights with the adapter switched off
+  (`judge.model: policy`), the default;
+- `separate`: the LLM judge is a second copy of the same model, loaded on its own.
+Reported: samples/s (sampled actions trained on per second of training) and peak memory (GPU:
+torch.cuda.max_memory_allocated; CPU: the process's peak RSS), and each run's memory relative to
+policy-only. Target: shared <= 1.15 x policy-only.
+
+`--learn` runs the learning check instead (`training/learn.py`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from swirl_lite.console import console, summary_table
+
+MODES = ("policy-only", "shared", "separate")
+TARGET = 1.15
+
+
+def bench_recipe(mode: str, model: str, steps: int, root: Path, load_in_4bit: bool = False):
+    from swirl_lite.config import build_recipe
+    from swirl_lite.models import resolve_model_path
+
+    judge_model = "policy" if mode != "separate" else resolve_model_path(model)
+    return build_recipe({
+        "model": {"name": model, "load_in_4bit": load_in_4bit},
+        "judge": {"kind": "llm", "model": judge_model, "mode": "logprob", "batch_size": 8,
+                  "load_in_4bit": load_in_4bit},
+        "train": {"max_steps": steps, "per_device_batch_size": 4, "num_generations": 4,
+                  "max_completion_length": 32, "logging_steps": 1, "save_steps": 1000,
+                  "warmup_ratio": 0.0, "gradient_checkpointing": True},
+        "output": {"dir": str(root), "name": mode},
+    })
+
+
+def peak_memory_mb() -> tuple[float, str]:
+    """Peak GPU memory allocated, else the process's peak resident set (Linux reports KiB)."""
+    import resource
+
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20, "GPU max allocated"
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "CPU peak RSS"
+
+
+def run_one(mode: str, model: str, steps: int, load_in_4bit: bool = False) -> dict:
+    """One benchmark run in this process (called in a child process by `bench`)."""
+    from swirl_lite.runs import RunDir
+    from swirl_lite.schema import write_jsonl
+    from swirl_lite.stages.train import train
+    from swirl_lite.training.learn import first_states
+    from swirl_lite.training.reward import FormatReward
+
+    root = Path(tempfile.mkdtemp(prefix="swirl-bench-"))
+    recipe = bench_recipe(mode, model, steps, root, load_in_4bit)
+    run = RunDir.for_recipe(recipe)
+    write_jsonl(run / "filter" / "kept-00000.jsonl", first_states("train", 8, demonstrations=0))
+    try:
+        summary = train(recipe, run, scorer=FormatReward() if mode == "policy-only" else None)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    t = recipe.train
+    samples = summary["steps"] * t.per_device_batch_size * t.gradient_accumulation_steps
+    memory, kind = peak_memory_mb()
+    return {"mode": mode, "samples_per_s": samples / summary["train_seconds"], "peak_mb": memory,
+            "memory_kind": kind, "steps": summary["steps"], "train_seconds": summary["train_seconds"]}
+
+
+def bench(model: str = "embedded", steps: int = 2, load_in_4bit: bool = False) -> list[dict]:
+    """Run every mode in a fresh process and print the comparison table."""
+    results = []
+    for mode in MODES:
+        with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as fh:
+            out = Path(fh.name)
+        cmd = [sys.executable, "-m", "swirl_lite.cli", "bench", "train", "--one", mode, "--json", str(out),
+               "--model", model, "--steps", str(steps)] + (["--4bit"] if load_in_4bit else [])
+        console.print(f"[dim]bench train: {mode} ...[/]")
+        started = time.time()
+        proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "SWIRL_LITE_NO_PROGRESS": "1"})
+        if proc.returncode != 0:
+            raise RuntimeError(f"bench train {mode} failed: {(proc.stderr or proc.stdout).strip().splitlines()[-1:]}")
+        results.append({**json.loads(out.read_text()), "wall_s": round(time.time() - started, 1)})
+        out.unlink(missing_ok=True)
+    floor = results[0]["peak_mb"]
+    for r in results:
+        r["memory_ratio"] = r["peak_mb"] / floor
+    rows = [(r["mode"], r["samples_per_s"], r["peak_mb"], r["memory_ratio"], r["train_seconds"]) for r in results]
+    console.print(summary_table(
+        f"bench train: {model}, {steps} steps, {results[0]['memory_kind']} (MiB)",
+        rows, ("mode", "samples/s", "peak MiB", "x policy-only", "train s"),
+    ))
+    shared = next(r for r in results if r["mode"] == "shared")["memory_ratio"]
+    separate = next(r for r in results if r["mode"] == "separate")["memory_ratio"]
+    verdict = "[green]meets[/]" if shared <= TARGET else "[red]misses[/]"
+    console.print(f"shared judge: {shared:.3f}x policy-only memory ({verdict} the {TARGET}x target); "
+                  f"separate judge: {separate:.3f}x")
+    return results
+
+
+def learn(model: str, steps: int, seed: int, reward: str) -> dict:
+    from swirl_lite.training.learn import learning_check
+
+    result = learning_check(model=model, steps=steps, seed=seed, reward=reward)
+    b, a = result["before"], result["after"]
+    rows = [(name, b[key], a[key]) for name, key in (("mean reward", "reward"), ("valid share", "actions/valid"),
+                                                     ("tool-call share", "actions/tool_call"),
+                                                     ("answer share", "actions/answer"))]
+    console.print(summary_table(
+        f"learning check: {reward} reward, {result['held_out_states']} held-out states x "
+        f"{result['samples_per_state']} samples, seed {seed}, {result['steps']} steps",
+        rows, ("", "before", "after"),
+    ))
+    better = a["reward"] > b["reward"]
+    console.print(f"{'[green]improved[/]' if better else '[red]did not improve[/]'}: "
+                  f"{b['reward']:.3f} -> {a['reward']:.3f} (train {result['train_seconds']} s; run {result['run_dir']})")
+    return result

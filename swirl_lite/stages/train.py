@@ -1,0 +1,140 @@
+"""Train stage: step-wise RL (SWiRL) on the filtered states, or the SFT baseline.
+
+Input:  `run_dir/filter/*.jsonl`, kept sub-trajectories (SubTrajectory dicts plus a `verdict`).
+Output: `run_dir/train/adapter/` (the LoRA adapter, peft format), `run_dir/train/train_info.json`,
+        `run_dir/train/checkpoints/checkpoint-N/` (every `train.save_steps`; the resume unit) and,
+        with `train.merge: true`, `run_dir/train/merged/` (a merged 16-bit model).
+Run alone: `swirl-lite train RECIPE [--set train.method=sft] [--set train.merge=true]`.
+
+`train.method: swirl` (default), METHOD.md §4. The paper maximises E_{s~T, a~pi(s)}[R(a|s)] over
+the fixed states T of the filtered sub-trajectories, with R the judge's rating of a freshly sampled
+action, no gold labels and no tool execution, using Gemma 2's RLHF policy gradient (REINFORCE-style
+with a KL penalty towards the initial model). Here that is TRL's GRPOTrainer (see training/rl.py):
+- matches: offline states, on-policy actions (G per state, cut at the action's closing tag), the
+  judge's score as the only reward, a KL penalty (`train.beta`) towards the starting policy;
+- departs: the baseline is GRPO's group mean over the G actions of the same state (rewards scaled
+  by the group's std, PPO-style clipped ratio) instead of plain REINFORCE; the policy is a small
+  model in 4-bit with a LoRA adapter; the reference for the KL is the starting adapter (a fresh
+  adapter is zero, so this is the base model; TRL keeps a frozen copy named "ref"); the judge is,
+  by default, the same base weights with the adapter switched off, so no second model is loaded.
+The paper gives no learning rate, batch size, step count or KL weight; ours are in TrainConfig.
+
+`train.method: sft` is the paper's comparison point: TRL's SFTTrainer on (state -> kept action),
+loss on the action tokens only (training/sft.py).
+
+The longest states go in the first batch, so an out-of-memory error shows at step one. A killed
+run resumes from its latest checkpoint when the stage is run again.
+
+Several GPUs: `accelerate launch --multi_gpu --num_processes N -m swirl_lite.cli train RECIPE`
+(TRL's own data-parallel path). Each process holds the policy and its judge; the states of a step
+are split across processes and the rewards of a group are gathered before the baseline, so
+`per_device_batch_size x gradient_accumulation_steps x N` must be a multiple of num_generations.
+The same command on a machine without CUDA runs N CPU processes over gloo (tests use N=2); do not
+add `--cpu`, which selects accelerate's single-process launcher. Only `train` should run under
+`accelerate launch`; the other stages are single-process.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from swirl_lite.config import Recipe
+from swirl_lite.console import console, summary_table
+from swirl_lite.runs import RunDir, write_text_atomic
+
+
+def run(recipe: Recipe, run_dir: RunDir) -> dict:
+    """Train and save the adapter; returns the stage summary."""
+    return train(recipe, run_dir)
+
+
+def train(recipe: Recipe, run_dir: RunDir, scorer=None) -> dict:
+    """The stage with an optional ready-made StepScorer (tests, benchmarks); else the recipe's judge."""
+    from swirl_lite.models import load_model
+    from swirl_lite.training.common import (
+        latest_checkpoint,
+        save_adapter,
+        save_merged,
+    )
+    from swirl_lite.training.data import measure, read_states
+
+    started = time.time()
+    out = run_dir / "train"
+    checkpoints = out / "checkpoints"
+    method = recipe.train.method
+    data = read_states(run_dir / "filter")
+    loaded = load_model(recipe.model, lora=True, trainable=True)
+    data = measure(data, loaded.tokenizer, recipe.train.max_prompt_length)
+
+    if method == "swirl":
+        from swirl_lite.training import rl
+        from swirl_lite.training.reward import JudgeReward, build_scorer
+
+        if scorer is None:  # judge.model 'policy' judges with these very weights, adapter off
+            scorer = build_scorer(recipe, policy=loaded)
+        trainer = rl.build_trainer(recipe, loaded, data.rows, JudgeReward(scorer), checkpoints)
+    else:
+        from swirl_lite.training import sft
+
+        trainer = sft.build_trainer(recipe, loaded, data.rows, checkpoints)
+
+    resume = latest_checkpoint(checkpoints)
+    if resume is not None:
+        console.print(f"[dim]train: resuming from {resume}[/]")
+    train_started = time.time()
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+
+    summary = _summary(recipe, trainer, data, resume, getattr(scorer, "identity", None), started)
+    summary["train_seconds"] = round(time.time() - train_started, 2)
+    if trainer.accelerator.is_main_process:
+        save_adapter(trainer.model, out / "adapter")
+        if recipe.train.merge:
+            save_merged(trainer.model, loaded.tokenizer, out / "merged", recipe)
+        write_text_atomic(out / "train_info.json", json.dumps(summary, indent=2))
+        _print(summary)
+    trainer.accelerator.wait_for_everyone()
+    return summary
+
+
+def _last(history: list[dict], key: str) -> float | None:
+    for entry in reversed(history):
+        if key in entry:
+            return entry[key]
+    return None
+
+
+def _summary(recipe: Recipe, trainer, data, resume: Path | None, judge: str | None, started: float) -> dict:
+    history = trainer.state.log_history
+    summary = {
+        "method": recipe.train.method,
+        "model": recipe.model.name,
+        "steps": trainer.state.global_step,
+        "states": len(data.rows),
+        "skipped": data.skipped,
+        "resumed_from": str(resume) if resume else None,
+        "processes": trainer.accelerator.num_processes,
+        "adapter": "adapter",
+        "merged": "merged" if recipe.train.merge else None,
+        "seconds": round(time.time() - started, 1),
+    }
+    if recipe.train.method == "swirl":
+        summary.update(
+            judge=judge,
+            reward_mean=_last(history, "reward"),
+            reward_std=_last(history, "reward_std"),
+            kl=_last(history, "kl"),
+            valid_share=_last(history, "actions/valid"),
+            tool_call_share=_last(history, "actions/tool_call"),
+            answer_share=_last(history, "actions/answer"),
+        )
+    else:
+        summary["loss"] = _last(history, "loss")
+    return summary
+
+
+def _print(summary: dict) -> None:
+    rows = [(k, v if not isinstance(v, dict) else ", ".join(f"{a}={b}" for a, b in v.items()) or "-")
+            for k, v in summary.items()]
+    console.print(summary_table("train", rows, ("", "value")))

@@ -1,0 +1,108 @@
+"""The training rows: kept sub-trajectories read from `run_dir/filter`, checked, measured, ordered.
+
+A row is one state s_i (chat messages, TRL's conversational `prompt`) with the action a_i that was
+kept for it (`completion`, used by SFT only; RL samples fresh actions). `sub` carries the whole
+SubTrajectory as JSON so the reward can rebuild it without arrow having to type `gold`/`meta`.
+
+Order: the longest states form the first batch, so an out-of-memory error shows on step one rather
+than hours in; the rest follow in a seeded shuffle, a fresh one each pass over the data.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from swirl_lite.schema import SubTrajectory, read_jsonl, shard_paths
+
+
+@dataclass
+class TrainRows:
+    rows: list[dict]  # {"prompt", "completion", "sub", "length"}
+    skipped: dict[str, int] = field(default_factory=dict)  # reason -> count
+
+    def skip(self, reason: str) -> None:
+        self.skipped[reason] = self.skipped.get(reason, 0) + 1
+
+
+def _valid_messages(messages: object) -> bool:
+    return (
+        isinstance(messages, list)
+        and bool(messages)
+        and all(isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in messages)
+    )
+
+
+def read_states(folder: str | Path) -> TrainRows:
+    """Every kept sub-trajectory under `folder` (*.jsonl); malformed records are counted, not fatal."""
+    paths = shard_paths(folder)
+    if not paths:
+        raise FileNotFoundError(f"{folder}: no kept sub-trajectories (*.jsonl); run the filter stage first")
+    out = TrainRows([])
+    for path in paths:
+        for record in read_jsonl(path):
+            try:
+                sub = SubTrajectory.from_dict(record)
+            except (TypeError, ValueError):
+                out.skip("bad_record")
+                continue
+            if not _valid_messages(sub.prompt) or not _valid_messages(sub.completion):
+                out.skip("bad_messages")
+                continue
+            row_sub = {k: v for k, v in record.items() if k != "verdict"}
+            out.rows.append({"prompt": sub.prompt, "completion": sub.completion, "sub": json.dumps(row_sub)})
+    if not out.rows:
+        raise ValueError(f"{folder}: no usable sub-trajectories ({out.skipped or 'all files empty'})")
+    return out
+
+
+def measure(data: TrainRows, tokenizer, max_prompt_length: int) -> TrainRows:
+    """Add each state's token length; drop (and count) states longer than `max_prompt_length`.
+
+    Cutting a chat state would remove its instructions or question, so an over-long state is skipped
+    rather than truncated. Its count shows in the stage summary.
+    """
+    kept = TrainRows([], dict(data.skipped))
+    for row in data.rows:
+        ids = tokenizer.apply_chat_template(row["prompt"], add_generation_prompt=True, tokenize=True)
+        if isinstance(ids, dict) or hasattr(ids, "keys"):
+            ids = ids["input_ids"]
+        row = {**row, "length": len(ids)}
+        if row["length"] > max_prompt_length:
+            kept.skip("state_too_long")
+            continue
+        kept.rows.append(row)
+    if not kept.rows:
+        raise ValueError(
+            f"every state is longer than train.max_prompt_length={max_prompt_length} tokens; raise it"
+        )
+    return kept
+
+
+def longest_first(lengths: list[int], first_batch: int, seed: int, total: int) -> list[int]:
+    """Row indices for `total` draws: the `first_batch` longest rows, then seeded shuffles.
+
+    The first pass is the longest rows then the rest shuffled; each later pass is a fresh shuffle of
+    all rows (seed + pass number), so repeated epochs do not replay one order.
+    """
+    n = len(lengths)
+    by_length = sorted(range(n), key=lambda i: (-lengths[i], i))
+    head, rest = by_length[:first_batch], by_length[first_batch:]
+    random.Random(seed).shuffle(rest)
+    order = head + rest
+    epoch = 1
+    while len(order) < total:
+        again = list(range(n))
+        random.Random(seed + epoch).shuffle(again)
+        order.extend(again)
+        epoch += 1
+    return order[: max(total, n)]
+
+
+def ordered_dataset(rows: list[dict], order: list[int], columns: tuple[str, ...]):
+    """A datasets.Dataset of `rows` in `order`, keeping only `columns`."""
+    from datasets import Dataset
+
+    return Dataset.from_list([{c: rows[i][c] for c in columns} for i in order])

@@ -1,0 +1,100 @@
+"""Step-wise RL on TRL's GRPOTrainer: states from the filtered sub-trajectories, the judge as reward.
+
+Mapping (METHOD.md §4): prompts = the states s; for each state TRL samples G = num_generations
+actions from the current policy (stopped at the action's closing tag), the judge scores each one,
+and the loss is the policy gradient with the group-mean baseline plus `beta` x KL to the starting
+policy. No tools run during training; no gold labels are read.
+
+TRL's generate call does not pass the tokenizer, which `stop_strings` needs, so `bind_stop_strings`
+wraps the policy's `generate` with the tokenizer bound. We do not subclass GRPOTrainer.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+from swirl_lite.actions import STOP_STRINGS
+from swirl_lite.config import Recipe
+from swirl_lite.training.common import trainer_args, unique_states_per_step, world_size
+
+
+def check_group(recipe: Recipe) -> None:
+    """GRPO needs whole groups of G actions in each generation batch."""
+    t = recipe.train
+    batch = t.per_device_batch_size * t.gradient_accumulation_steps * world_size()
+    if batch % t.num_generations:
+        raise ValueError(
+            f"train.num_generations={t.num_generations} must divide per_device_batch_size x "
+            f"gradient_accumulation_steps x processes = {batch}; change one of them"
+        )
+
+
+def grpo_config(recipe: Recipe, output_dir: Path):
+    """recipe.train -> trl.GRPOConfig."""
+    from trl import GRPOConfig
+
+    t = recipe.train
+    check_group(recipe)
+    return GRPOConfig(
+        **trainer_args(recipe, output_dir),
+        num_generations=t.num_generations,
+        beta=t.beta,
+        temperature=t.temperature,
+        max_completion_length=t.max_completion_length,
+        # Our dataset is already ordered (longest states first, then seeded shuffles per pass).
+        shuffle_dataset=False,
+        generation_kwargs={"stop_strings": list(STOP_STRINGS)},
+        # Tools are not run in training; only the judge's score is the reward.
+        log_completions=False,
+    )
+
+
+def bind_stop_strings(model, tokenizer) -> None:
+    """Make `model.generate` receive the tokenizer, so `stop_strings` can cut at an action tag.
+
+    Sequences that stop early are padded by `generate`; where pad differs from EOS those pads would
+    count as sampled tokens, so they become EOS, which TRL masks after the first one.
+    """
+    if getattr(model.generate, "_swirl_bound", False):
+        return
+    original = model.generate
+    pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
+
+    @functools.wraps(original)
+    def generate(*args, **kwargs):
+        kwargs.setdefault("tokenizer", tokenizer)
+        out = original(*args, **kwargs)
+        if pad is not None and eos is not None and pad != eos and hasattr(out, "masked_fill"):
+            prompt_len = kwargs["input_ids"].shape[1] if "input_ids" in kwargs else 0
+            tail = out[:, prompt_len:]
+            out[:, prompt_len:] = tail.masked_fill(tail == pad, eos)
+        return out
+
+    generate._swirl_bound = True
+    model.generate = generate
+
+
+def build_trainer(recipe: Recipe, loaded, rows: list[dict], reward, output_dir: Path, extra_rewards=()):
+    """A GRPOTrainer over `rows` (see training.data) with `reward` (a JudgeReward) first."""
+    from trl import GRPOTrainer
+
+    from swirl_lite.training.data import longest_first, ordered_dataset
+
+    args = grpo_config(recipe, output_dir)
+    per_step = unique_states_per_step(recipe, recipe.train.num_generations)
+    order = longest_first(
+        [r["length"] for r in rows], per_step, recipe.train.seed, per_step * recipe.train.max_steps
+    )
+    dataset = ordered_dataset(rows, order, ("prompt", "sub"))
+    bind_stop_strings(loaded.model, loaded.tokenizer)
+    funcs = [reward, *extra_rewards]
+    if extra_rewards:
+        args.reward_weights = [1.0] + [0.0] * len(extra_rewards)  # logged, not optimised
+    return GRPOTrainer(
+        model=loaded.model,
+        reward_funcs=funcs,
+        args=args,
+        train_dataset=dataset,
+        processing_class=loaded.tokenizer,
+    )

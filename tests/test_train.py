@@ -1,0 +1,274 @@
+"""Train stage: RL and SFT run on a tiny model, touch only the adapter, save, reload and resume."""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from swirl_lite.config import build_recipe
+from swirl_lite.runs import RunDir
+from swirl_lite.schema import SubTrajectory, Verdict, write_jsonl
+
+QUESTIONS = [("Ana has 3 bags of 4 apples. How many apples?", [12], "12"),
+             ("Ben buys 2 pens at $5 and 1 book at $7. What does he pay?", [10, 17], "17"),
+             ("A box holds 6 eggs. How many eggs are in 5 boxes and 2 loose eggs?", [30, 32], "32"),
+             ("Maya reads 7 pages a day for 3 days, then 4 more. How many pages?", [21, 25], "25")]
+
+
+def _states(n_padding: int = 0) -> list[dict]:
+    rows = []
+    for i, (question, steps, answer) in enumerate(QUESTIONS):
+        head = "Use <math_exp>EXPR</math_exp> or <answer>N</answer>.\n" + "x " * (n_padding * i)
+        prompt = [{"role": "user", "content": f"{head}\nQuestion: {question}"}]
+        sub = SubTrajectory(
+            id=f"q{i}#0/0", trajectory_id=f"q{i}#0", question_id=f"q{i}", step=0, kind="math_exp",
+            prompt=prompt, completion=[{"role": "assistant", "content": f"<math_exp>{steps[0]}</math_exp>"}],
+            task="arithmetic", outcome=True, gold=answer, meta={"steps": steps},
+        )
+        rows.append({**sub.__dict__, "verdict": {"label": "GOOD", "score": 1.0}})
+    return rows
+
+
+def make_run(tmp_path: Path, model_dir: str, **train) -> tuple:
+    settings = dict(max_steps=2, per_device_batch_size=4, num_generations=2, max_completion_length=8,
+                    learning_rate=1e-2, save_steps=50, logging_steps=1, warmup_ratio=0.0)
+    settings.update(train)
+    recipe = build_recipe({
+        "model": {"name": model_dir, "lora": {"r": 4, "alpha": 8}},
+        "judge": {"kind": "reference"},
+        "train": settings,
+        "output": {"dir": str(tmp_path), "name": "t"},
+    })
+    run = RunDir.for_recipe(recipe)
+    write_jsonl(run / "filter" / "kept-00000.jsonl", _states())
+    return recipe, run
+
+
+class VaryingScorer:
+    """A judge stand-in whose score varies with the text, so group advantages are not all zero."""
+
+    identity = "varying"
+
+    def __init__(self):
+        self.calls = 0
+
+    def score(self, subs: list[SubTrajectory]) -> list[Verdict]:
+        self.calls += 1
+        return [Verdict(s.id, self.identity, "GOOD", (sum(map(ord, s.completion[0]["content"])) % 7) / 6) for s in subs]
+
+
+def _weights(path: str) -> dict:
+    from transformers import AutoModelForCausalLM
+
+    return {k: v.clone() for k, v in AutoModelForCausalLM.from_pretrained(path).state_dict().items()}
+
+
+def _check_adapter(run: RunDir, base_dir: str) -> None:
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    adapter = run / "train" / "adapter"
+    assert (adapter / "adapter_config.json").is_file() and (adapter / "adapter_model.safetensors").is_file()
+    base = AutoModelForCausalLM.from_pretrained(base_dir)
+    before = {k: v.clone() for k, v in base.state_dict().items()}
+    reloaded = PeftModel.from_pretrained(base, str(adapter))
+    lora_b = [p for n, p in reloaded.named_parameters() if "lora_B" in n]
+    assert lora_b and any(p.abs().sum() > 0 for p in lora_b), "adapter did not move from its zero init"
+    for name, value in reloaded.get_base_model().state_dict().items():
+        key = name.replace("base_layer.", "")
+        if key in before:
+            assert torch.equal(value, before[key]), f"base weight {key} changed"
+
+
+def test_swirl_trains_only_the_adapter(tmp_path, tiny_model_dir):
+    from swirl_lite.stages.train import train
+
+    recipe, run = make_run(tmp_path, tiny_model_dir)
+    base_before = _weights(tiny_model_dir)
+    scorer = VaryingScorer()
+    summary = train(recipe, run, scorer=scorer)
+    assert summary["steps"] == 2 and summary["method"] == "swirl" and scorer.calls >= 2
+    assert 0.0 <= summary["valid_share"] <= 1.0 and summary["kl"] is not None
+    info = json.loads((run / "train" / "train_info.json").read_text())
+    assert info["method"] == "swirl" and info["states"] == len(QUESTIONS)
+    _check_adapter(run, tiny_model_dir)
+    assert all((v == _weights(tiny_model_dir)[k]).all() for k, v in base_before.items())
+
+
+def test_sft_trains_only_the_adapter(tmp_path, tiny_model_dir):
+    from transformers import AutoModelForCausalLM
+
+    from swirl_lite.stages.train import train
+
+    recipe, run = make_run(tmp_path, tiny_model_dir, method="sft", per_device_batch_size=2, merge=True)
+    summary = train(recipe, run)
+    assert summary["steps"] == 2 and summary["loss"] is not None
+    assert json.loads((run / "train" / "train_info.json").read_text())["method"] == "sft"
+    _check_adapter(run, tiny_model_dir)
+    merged = AutoModelForCausalLM.from_pretrained(run / "train" / "merged")
+    assert not any("lora" in name for name in merged.state_dict())
+    assert not [p for p in (run / "train").iterdir() if p.name.startswith(".")], "temporary folder left behind"
+
+
+def test_resume_continues_the_step_count(tmp_path, tiny_model_dir):
+    from swirl_lite.stages.train import train
+
+    recipe, run = make_run(tmp_path, tiny_model_dir, save_steps=1)
+    assert train(recipe, run, scorer=VaryingScorer())["resumed_from"] is None
+    assert (run / "train" / "checkpoints" / "checkpoint-2").is_dir()
+    longer = recipe.model_copy(update={"train": recipe.train.model_copy(update={"max_steps": 4})})
+    summary = train(longer, run, scorer=VaryingScorer())
+    assert summary["resumed_from"].endswith("checkpoint-2") and summary["steps"] == 4
+    state = json.loads((run / "train" / "checkpoints" / "checkpoint-4" / "trainer_state.json").read_text())
+    assert state["global_step"] == 4 and [e["step"] for e in state["log_history"]][:2] == [1, 2]
+
+
+def test_policy_judge_shares_the_weights(tmp_path, tiny_model_dir, monkeypatch):
+    """judge.model 'policy' (real LLM judge, logprob mode): one model in memory, adapter off to judge."""
+    from transformers import PreTrainedModel
+
+    from swirl_lite.stages.train import train
+    from swirl_lite.training import reward
+
+    recipe, run = make_run(tmp_path, tiny_model_dir, max_steps=1)
+    recipe = recipe.model_copy(update={"judge": recipe.judge.model_copy(update={"kind": "llm", "model": "policy"})})
+    seen = {}
+    real_build = reward.build_scorer
+
+    def spy(recipe, policy):
+        scorer = real_build(recipe, policy)
+        inner = scorer.score
+
+        def score(subs):
+            gc.collect()
+            models = [o for o in gc.get_objects() if isinstance(o, PreTrainedModel)]
+            inner_ids = {id(m) for top in models for m in top.modules() if m is not top}
+            seen["models"] = [m for m in models if id(m) not in inner_ids]  # LlamaModel sits inside
+            seen["storages"] = {p.data_ptr() for m in models for p in m.parameters()}
+            seen["policy"] = policy.model
+            return inner(subs)
+
+        scorer.score = score
+        return scorer
+
+    monkeypatch.setattr(reward, "build_scorer", spy)
+    summary = train(recipe, run)
+    assert summary["steps"] == 1 and "policy=" in summary["judge"]
+    assert len(seen["models"]) == 1, f"expected one model in memory, found {len(seen['models'])}"
+    assert seen["models"][0] is seen["policy"].get_base_model()
+    assert seen["storages"] == {p.data_ptr() for p in seen["policy"].parameters()}
+
+
+def test_bad_records_are_counted(tmp_path, tiny_model_dir):
+    from swirl_lite.models import load_tokenizer
+    from swirl_lite.training.data import measure, read_states
+
+    folder = tmp_path / "filter"
+    rows = _states(n_padding=200)
+    rows.append({"id": "broken", "prompt": "not a chat"})
+    write_jsonl(folder / "a.jsonl", rows)
+    data = measure(read_states(folder), load_tokenizer(tiny_model_dir), max_prompt_length=300)
+    assert data.skipped == {"bad_record": 1, "state_too_long": 2}
+    assert len(data.rows) == 2
+    with pytest.raises(FileNotFoundError, match="run the filter stage"):
+        read_states(tmp_path / "missing")
+
+
+def test_longest_states_come_first():
+    from swirl_lite.training.data import longest_first
+
+    order = longest_first([5, 50, 7, 40, 1, 3], first_batch=2, seed=0, total=14)
+    assert order[:2] == [1, 3] and sorted(order[:6]) == list(range(6)) and len(order) == 14
+    assert order == longest_first([5, 50, 7, 40, 1, 3], first_batch=2, seed=0, total=14)
+
+
+def test_stop_strings_cut_sampled_actions(tiny_model_dir):
+    """TRL calls generate(input_ids, attention_mask, generation_config) with no tokenizer."""
+    from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
+
+    from swirl_lite.models import ModelConfig, load_model
+    from swirl_lite.training.rl import bind_stop_strings
+
+    loaded = load_model(ModelConfig(name=tiny_model_dir))
+    tok = loaded.tokenizer
+    enc = tok(["Question: 1+1?", "Question: 2+2 or more?"], return_tensors="pt", padding=True)
+    tag = tok("x </answer>", add_special_tokens=False)["input_ids"]
+
+    class Force(LogitsProcessor):  # make the random tiny model write "x </answer>" then babble
+        def __call__(self, input_ids, scores):
+            step = input_ids.shape[1] - enc["input_ids"].shape[1]
+            scores[:] = -1e9
+            scores[:, tag[step] if step < len(tag) else tag[0]] = 0
+            return scores
+
+    config = GenerationConfig(max_new_tokens=12, do_sample=False, stop_strings=["</answer>"],
+                              pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+    kwargs = dict(**enc, generation_config=config, logits_processor=LogitsProcessorList([Force()]))
+    with pytest.raises(ValueError, match="tokenizer"):
+        loaded.model.generate(**kwargs)
+    bind_stop_strings(loaded.model, tok)
+    out = loaded.model.generate(**kwargs)
+    assert out.shape[1] - enc["input_ids"].shape[1] == len(tag)
+    assert tok.decode(out[0, enc["input_ids"].shape[1]:]).endswith("</answer>")
+
+
+@pytest.mark.slow
+def test_two_process_cpu_launch(tmp_path, tiny_model_dir):
+    recipe, run = make_run(tmp_path, tiny_model_dir, max_steps=2)
+    recipe_file = tmp_path / "tiny.yaml"
+    recipe_file.write_text((run / "recipe.yaml").read_text())
+    accelerate = Path(sys.executable).with_name("accelerate")
+    env = {**os.environ, "SWIRL_LITE_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        # `--cpu` would pick accelerate's single-process launcher; the multi-process launcher on a
+        # machine without CUDA gives a gloo group (TrainingArguments.use_cpu is set for it).
+        [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+         "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "swirl_lite.cli", "train", str(recipe_file)],
+        capture_output=True, text=True, timeout=600, env=env,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    info = json.loads((run / "train" / "train_info.json").read_text())
+    assert info["steps"] == 2 and info["processes"] == 2
+    assert (run / "train" / "adapter" / "adapter_model.safetensors").is_file()
+
+
+def test_recipe_maps_onto_grpo_config(tmp_path):
+    from swirl_lite.training.rl import grpo_config
+
+    recipe = build_recipe({"train": {
+        "learning_rate": 3e-4, "lr_scheduler": "linear", "warmup_ratio": 0.1, "max_steps": 7,
+        "per_device_batch_size": 6, "gradient_accumulation_steps": 2, "num_generations": 3, "beta": 0.1,
+        "temperature": 0.7, "max_completion_length": 64, "gradient_checkpointing": False, "save_steps": 3,
+        "logging_steps": 2, "report_to": "tensorboard", "seed": 5,
+    }})
+    args = grpo_config(recipe, tmp_path)
+    assert (args.learning_rate, args.lr_scheduler_type, args.warmup_steps, args.max_steps) == (3e-4, "linear", 0.1, 7)
+    assert (args.per_device_train_batch_size, args.gradient_accumulation_steps, args.num_generations) == (6, 2, 3)
+    assert (args.beta, args.temperature, args.max_completion_length, args.save_steps, args.logging_steps) == (
+        0.1, 0.7, 64, 3, 2)
+    assert args.report_to == ["tensorboard"] and args.seed == 5 and not args.gradient_checkpointing
+    assert args.shuffle_dataset is False and args.generation_kwargs["stop_strings"] == ["</search_query>", "</math_exp>", "</answer>"]
+    bad = build_recipe({"train": {"per_device_batch_size": 4, "num_generations": 3}})
+    with pytest.raises(ValueError, match="num_generations=3 must divide"):
+        grpo_config(bad, tmp_path)
+
+
+def test_judge_reward_scores_sampled_actions_and_logs_shares():
+    from swirl_lite.training.reward import FormatReward, JudgeReward
+
+    rows = _states()
+    record = json.dumps({k: v for k, v in rows[0].items() if k != "verdict"})
+    texts = ["think <math_exp>3*4</math_exp>", "<answer>12</answer>", "no tag here", "<math_exp> </math_exp>"]
+    logged: dict[str, float] = {}
+    reward = JudgeReward(FormatReward())
+    scores = reward(prompts=[rows[0]["prompt"]] * 4, completions=[[{"role": "assistant", "content": t}] for t in texts],
+                    sub=[record] * 4, log_metric=logged.__setitem__, trainer_state=None)
+    assert scores == [1.0, 1.0, 0.0, 0.0]
+    assert logged == {"actions/valid": 0.5, "actions/tool_call": 0.25, "actions/answer": 0.25}
