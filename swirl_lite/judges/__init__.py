@@ -1,0 +1,188 @@
+"""Judges: the process judge that rates one action given its state (METHOD.md §3), the outcome
+judge, and the verdict cache. The same `StepScorer` filters trajectories and is the RL reward.
+
+    scorer = build_scorer(recipe, policy=loaded, cache=run / "judge_cache")
+    verdicts = scorer.score(subs)            # one Verdict per SubTrajectory, scores in [0, 1]
+
+`judge.kind`: `llm` (the paper: a model rates each step; `llm.py`), `reference` (gold steps; a
+departure, see `reference.py`), `mix` (weighted: reference_weight x reference + the rest x llm).
+`judge.model`: `policy` (the policy's base weights, adapter switched off while judging), a hub id,
+folder or GGUF (loaded with `models.load_model`), or `openai` (an OpenAI-compatible endpoint).
+Verdicts are cached on disk by (judge identity incl. prompt version, state, action), so a rerun or a
+second filter strategy never judges a step twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from swirl_lite.config import ModelConfig, Recipe
+from swirl_lite.judges.llm import HFEngine, LLMJudge, OpenAIEngine
+from swirl_lite.judges.prompts import PROMPT_VERSION, outcome_messages
+from swirl_lite.judges.reference import ReferenceJudge
+from swirl_lite.schema import SubTrajectory, Verdict
+
+__all__ = [
+    "CachedScorer", "LLMJudge", "LLMOutcomeJudge", "MixScorer", "ReferenceJudge", "StepScorer",
+    "VerdictCache", "build_engine", "build_scorer",
+]
+
+
+@runtime_checkable
+class StepScorer(Protocol):
+    identity: str  # cache key part: judge model + mode + prompt version
+
+    def score(self, subs: list[SubTrajectory]) -> list[Verdict]: ...
+
+
+class VerdictCache:
+    """A sqlite file of verdicts keyed by sha256(identity, state, action)."""
+
+    def __init__(self, path: str | Path):
+        path = Path(path)
+        if path.suffix != ".sqlite":
+            path = path / "verdicts.sqlite"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.db = sqlite3.connect(str(path), check_same_thread=False)
+        self.db.execute("CREATE TABLE IF NOT EXISTS verdicts (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        self.db.commit()
+
+    @staticmethod
+    def key(identity: str, state: Any, action: Any) -> str:
+        blob = json.dumps([identity, state, action], ensure_ascii=False, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def get_many(self, keys: list[str]) -> dict[str, dict]:
+        found: dict[str, dict] = {}
+        unique = list(dict.fromkeys(keys))
+        for start in range(0, len(unique), 500):
+            chunk = unique[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for key, value in self.db.execute(f"SELECT key, value FROM verdicts WHERE key IN ({marks})", chunk):
+                found[key] = json.loads(value)
+        return found
+
+    def put_many(self, items: dict[str, dict]) -> None:
+        self.db.executemany(
+            "INSERT OR REPLACE INTO verdicts (key, value) VALUES (?, ?)",
+            [(k, json.dumps(v, ensure_ascii=False)) for k, v in items.items()],
+        )
+        self.db.commit()
+
+
+class CachedScorer:
+    """Wraps a scorer: cached verdicts are returned as they are; only misses reach the judge."""
+
+    def __init__(self, inner: StepScorer, cache: VerdictCache):
+        self.inner, self.cache, self.identity = inner, cache, inner.identity
+        self.hits = self.misses = 0
+
+    def score(self, subs: list[SubTrajectory]) -> list[Verdict]:
+        keys = [self.cache.key(self.identity, s.prompt, s.completion) for s in subs]
+        found = self.cache.get_many(keys)
+        todo = [i for i, k in enumerate(keys) if k not in found]
+        self.hits += len(subs) - len(todo)
+        self.misses += len(todo)
+        if todo:
+            fresh = self.inner.score([subs[i] for i in todo])
+            new = {keys[i]: {"label": v.label, "score": v.score, "rationale": v.rationale} for i, v in zip(todo, fresh, strict=True)}
+            self.cache.put_many(new)
+            found.update(new)
+        return [Verdict(s.id, self.identity, **found[k]) for s, k in zip(subs, keys, strict=True)]
+
+
+class MixScorer:
+    """`judge.kind: mix`: weight x reference + (1 - weight) x LLM; GOOD when the mix is >= 0.5."""
+
+    def __init__(self, reference: StepScorer, llm: StepScorer, weight: float):
+        self.reference, self.llm, self.weight = reference, llm, weight
+        self.identity = f"mix:{weight:g}:{reference.identity}+{llm.identity}"
+
+    def score(self, subs: list[SubTrajectory]) -> list[Verdict]:
+        out = []
+        for ref, llm in zip(self.reference.score(subs), self.llm.score(subs), strict=True):
+            score = self.weight * ref.score + (1 - self.weight) * llm.score
+            why = f"reference {ref.score:.2f} ({ref.rationale}); llm {llm.label} {llm.score:.2f}"
+            out.append(Verdict(ref.sub_id, self.identity, "GOOD" if score >= 0.5 else "BAD", score, why))
+        return out
+
+
+def _policy_base_config(recipe: Recipe) -> ModelConfig:
+    return recipe.model.model_copy(update={"adapter": None})
+
+
+def build_engine(recipe: Recipe, policy: Any = None) -> HFEngine | OpenAIEngine:
+    """The model behind an LLM judge, per `judge.model` (see module docstring)."""
+    j = recipe.judge
+    if j.model == "openai":
+        return OpenAIEngine(j.openai, j.max_new_tokens)
+    if j.model == "policy":
+        name = f"policy={recipe.model.name}:{recipe.model.gguf_file}:{'4bit' if recipe.model.load_in_4bit else 'full'}"
+        if policy is None:
+            from swirl_lite.models import load_model
+
+            policy = load_model(_policy_base_config(recipe))
+        return HFEngine(policy.model, policy.tokenizer, name, j.batch_size, j.max_new_tokens)
+    from swirl_lite.models import load_model
+
+    cfg = ModelConfig(
+        name=j.model, gguf_file=j.gguf_file, load_in_4bit=j.load_in_4bit, backend="hf", dtype=recipe.model.dtype
+    )
+    loaded = load_model(cfg)
+    name = f"{j.model}:{j.gguf_file}:{'4bit' if j.load_in_4bit else 'full'}"
+    return HFEngine(loaded.model, loaded.tokenizer, name, j.batch_size, j.max_new_tokens)
+
+
+def build_scorer(
+    recipe: Recipe,
+    policy: Any = None,
+    *,
+    tools: dict[str, Any] | None = None,
+    cache: str | Path | VerdictCache | None = None,
+    task_kind: str | None = None,
+    engine: HFEngine | OpenAIEngine | None = None,
+) -> StepScorer:
+    """The step scorer the recipe asks for. `policy` is a LoadedModel reused for judge.model 'policy';
+    `tools` ({tag: Tool}) give the reference judge the run's search index; `cache` a verdict store."""
+    j = recipe.judge
+    store = VerdictCache(cache) if isinstance(cache, (str, Path)) else cache
+
+    def cached(scorer: StepScorer) -> StepScorer:
+        return CachedScorer(scorer, store) if store is not None else scorer
+
+    reference = llm = None
+    if j.kind in ("reference", "mix"):
+        search = (tools or {}).get("search_query")
+        reference = cached(ReferenceJudge(search, j.reference_f1, task_kind))
+    if j.kind in ("llm", "mix"):
+        llm = cached(LLMJudge(engine or build_engine(recipe, policy), j.mode))
+    if j.kind == "mix":
+        return MixScorer(reference, llm, j.reference_weight)
+    return reference if reference is not None else llm
+
+
+class LLMOutcomeJudge:
+    """`judge.outcome: llm`: a YES/NO grader of final answers against gold (METHOD.md §3, §5)."""
+
+    def __init__(self, engine: HFEngine | OpenAIEngine, mode: str, cache: VerdictCache | None = None):
+        self.engine, self.mode, self.cache = engine, mode, cache
+        self.identity = f"outcome:{engine.name}:{mode}:{PROMPT_VERSION}"
+
+    def grade(self, items: list[tuple[str, str, str | None]]) -> list[bool]:
+        """(question, gold, prediction) -> correct. A missing prediction is never correct."""
+        keys = [VerdictCache.key(self.identity, [q, g], p) for q, g, p in items]
+        found = self.cache.get_many(keys) if self.cache else {}
+        todo = [i for i, (k, item) in enumerate(zip(keys, items, strict=True)) if k not in found and item[2] is not None]
+        chats = [outcome_messages(items[i][0], items[i][1], items[i][2] or "", self.mode) for i in todo]
+        new = {}
+        for i, (label, score, why) in zip(todo, self.engine.classify(chats, ("YES", "NO"), self.mode), strict=True):
+            new[keys[i]] = {"label": label, "score": score, "rationale": why}
+        if self.cache and new:
+            self.cache.put_many(new)
+        found.update(new)
+        return [items[i][2] is not None and found.get(k, {}).get("label") == "YES" for i, k in enumerate(keys)]

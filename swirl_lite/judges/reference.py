@@ -1,0 +1,199 @@
+"""The reference judge (`judge.kind: reference`): scores a step against the gold solution, in [0, 1].
+
+THIS DEPARTS FROM THE PAPER. SWiRL's judge (METHOD.md §3, §4) never sees gold labels: a model rates
+each step from the state alone, which is what lets SWiRL learn from unlabelled questions. A small
+model cannot do that (the embedded 135M model judges at chance), so this judge uses gold material
+instead:
+- math: a calculation is good if its value is one of the gold intermediate values (`meta["steps"]`:
+  GSM8K annotations, the arithmetic task's steps) or the gold answer, not already computed in an
+  earlier step; an answer is good if it equals the gold number.
+- QA: a search is good if the paragraph it retrieves is a gold supporting paragraph
+  (`meta["paragraphs"][i]["supporting"]`) not already retrieved; an answer is good if its token F1
+  with the gold answer reaches `judge.reference_f1`.
+- a malformed action (no parsable tag) scores 0.
+
+When to use which: use the reference judge (or `mix`) for small policies and CPU runs, when the
+training questions have gold solutions and you want a reward that is cheap and reliable. Use the LLM
+judge (the paper's setting) when the data has no gold steps, or with a strong judge model; check how
+far to trust it with `swirl-lite bench judge` (agreement with this judge).
+
+Actions are re-executed here, never read from the trajectory: during RL the scorer sees freshly
+sampled actions whose tool results do not exist, so the calculator runs the expression and the
+search tool (the run's index when given; else a small BM25 over the question's own paragraphs)
+retrieves the paragraph.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from fractions import Fraction
+from typing import Any
+
+from swirl_lite.judges.prompts import view_of
+from swirl_lite.schema import SubTrajectory, Verdict
+from swirl_lite.tasks.grading import f1_score, numeric_match, parse_number
+
+REFERENCE_VERSION = "r1"
+NO_GOLD_STEPS = 0.5  # a calculation with no gold steps to compare against is neither good nor bad
+
+
+def calculate(expr: str) -> Fraction | float | None:
+    """The value the calculator tool prints for `expr`, or None for an error."""
+    from swirl_lite.tools.calculator import evaluate
+
+    text = evaluate(expr)
+    return None if text.startswith("error") else parse_number(text)
+
+
+def same_value(value: Fraction | float, gold: Any) -> bool:
+    """Equal within float noise, or equal to a decimal gold after rounding to its decimals."""
+    g = parse_number(str(gold)) if not isinstance(gold, (int, float, Fraction)) else Fraction(gold)
+    if g is None:
+        return False
+    if math.isclose(float(value), float(g), rel_tol=1e-6, abs_tol=1e-9):
+        return True
+    decimals = len(str(gold).split(".", 1)[1]) if "." in str(gold) else 0
+    return 0 < decimals <= 4 and round(float(value), decimals) == float(g)
+
+
+def _golds(gold: Any, meta: dict) -> list[str]:
+    golds = [str(g) for g in gold] if isinstance(gold, (list, tuple)) else [str(gold)]
+    return golds + [str(a) for a in meta.get("aliases", ()) or ()]
+
+
+# ---------------------------------------------------------------- QA: which paragraph a result is
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.split()).lower()
+
+
+def match_paragraph(result: str | None, paragraphs: list[dict]) -> dict | None:
+    """The paragraph a search result shows (`Title: text`, possibly trimmed), or None."""
+    if not result:
+        return None
+    res = _norm(result)
+    for p in paragraphs:
+        title, text = _norm(str(p.get("title", ""))), _norm(str(p.get("text", "")))
+        head = text[:60]
+        if res.startswith(f"{title}:") and head and head[: max(10, len(res) - len(title) - 2)] in res:
+            return p
+    for p in paragraphs:  # a tool that shows text without the title
+        head = _norm(str(p.get("text", "")))[:60]
+        if head and head in res:
+            return p
+    return None
+
+
+_TOKEN = re.compile(r"\w+")
+
+
+def local_search(query: str, paragraphs: list[dict]) -> str | None:
+    """BM25 over one question's own paragraphs: the fallback when no search tool is given."""
+    docs = [[t.lower() for t in _TOKEN.findall(f"{p.get('title', '')} {p.get('text', '')}")] for p in paragraphs]
+    if not docs:
+        return None
+    n, avg = len(docs), sum(map(len, docs)) / len(docs) or 1.0
+    df = Counter(t for d in docs for t in set(d))
+    q = [t.lower() for t in _TOKEN.findall(query)]
+
+    def bm25(doc: list[str]) -> float:
+        tf = Counter(doc)
+        return sum(
+            math.log(1 + (n - df[t] + 0.5) / (df[t] + 0.5)) * tf[t] * 2.2 / (tf[t] + 1.2 * (0.25 + 0.75 * len(doc) / avg))
+            for t in q
+            if t in tf
+        )
+
+    scores = [bm25(d) for d in docs]
+    best = max(range(n), key=lambda i: scores[i])
+    if scores[best] <= 0:
+        return None
+    p = paragraphs[best]
+    return f"{p.get('title', '')}: {p.get('text', '')}"
+
+
+# ---------------------------------------------------------------- the judge
+
+
+class ReferenceJudge:
+    """Scores steps against gold. `search` is the run's search tool (tag search_query), optional."""
+
+    def __init__(self, search: Any = None, f1_threshold: float = 0.5, kind: str | None = None):
+        self.search, self.f1_threshold, self.kind = search, f1_threshold, kind  # kind: math | qa | None (infer)
+        self.identity = f"reference:{REFERENCE_VERSION}:f1>={f1_threshold}"
+
+    def score(self, subs: list[SubTrajectory]) -> list[Verdict]:
+        views = [view_of(s) for s in subs]
+        searches = [i for i, v in enumerate(views) if v.kind == "search_query"]
+        results: dict[int, dict | None] = {}  # the paragraph each search retrieves (None: not this question's)
+        queries = [views[i].query for i in searches]
+        if searches and hasattr(self.search, "search_ids"):  # exact: compare document ids
+            for i, ids in zip(searches, self.search.search_ids(queries, 1), strict=True):
+                paragraphs = subs[i].meta.get("paragraphs") or []
+                results[i] = next((p for p in paragraphs if ids and p.get("id") == ids[0]), None)
+        elif searches and self.search is not None:
+            for i, text in zip(searches, self.search.batch(queries), strict=True):
+                results[i] = match_paragraph(text, subs[i].meta.get("paragraphs") or [])
+        else:
+            for i in searches:
+                paragraphs = subs[i].meta.get("paragraphs") or []
+                results[i] = match_paragraph(local_search(views[i].query, paragraphs), paragraphs)
+        verdicts = []
+        for i, (sub, view) in enumerate(zip(subs, views, strict=True)):
+            score, why = self._one(sub, view, results.get(i))
+            verdicts.append(Verdict(sub.id, self.identity, "GOOD" if score >= 0.5 else "BAD", score, why))
+        return verdicts
+
+    def _one(self, sub: SubTrajectory, view, result: dict | None) -> tuple[float, str]:
+        golds = _golds(sub.gold, sub.meta)
+        if view.kind == "none":
+            return 0.0, f"malformed action ({view.malformed})"
+        if view.kind == "answer":
+            if self._is_qa(sub, golds):
+                f1 = max((f1_score(view.query, g) for g in golds), default=0.0)
+                return float(f1 >= self.f1_threshold), f"answer F1 {f1:.2f}"
+            ok = any(numeric_match(view.query, g) for g in golds)
+            return float(ok), "answer equals gold" if ok else "answer differs from gold"
+        if view.kind == "math_exp":
+            return self._calculation(sub, view, golds)
+        return self._search(sub, view, result)
+
+    def _is_qa(self, sub: SubTrajectory, golds: list[str]) -> bool:
+        if self.kind is not None:
+            return self.kind == "qa"
+        return "paragraphs" in sub.meta or all(parse_number(g) is None for g in golds)
+
+    def _calculation(self, sub: SubTrajectory, view, golds: list[str]) -> tuple[float, str]:
+        value = calculate(view.query)
+        if value is None:
+            return 0.0, "expression does not evaluate"
+        steps = list(sub.meta.get("steps") or [])
+        if not steps:
+            return NO_GOLD_STEPS, "no gold steps to compare with"
+        remaining = steps + golds  # the final value may be computed as a last calculation
+        for prior in view.prior:  # each gold value can be earned once
+            if prior.kind != "math_exp":
+                continue
+            earlier = parse_number(prior.result) if prior.result and not prior.result.startswith("error") else None
+            hit = next((g for g in remaining if earlier is not None and same_value(earlier, g)), None)
+            if hit is not None:
+                remaining.remove(hit)
+        if any(same_value(value, g) for g in remaining):
+            return 1.0, f"value {float(value):g} is a gold step"
+        if any(same_value(value, g) for g in steps + golds):
+            return 0.0, f"value {float(value):g} was already computed"
+        return 0.0, f"value {float(value):g} is not a gold step"
+
+    def _search(self, sub: SubTrajectory, view, para: dict | None) -> tuple[float, str]:
+        paragraphs = sub.meta.get("paragraphs") or []
+        if para is None:
+            return 0.0, "result is none of this question's paragraphs"
+        if not para.get("supporting"):
+            return 0.0, f"retrieved a distractor ({para.get('title')})"
+        seen = [match_paragraph(p.result, paragraphs) for p in view.prior if p.kind == "search_query"]
+        if any(s is not None and s.get("id", s.get("title")) == para.get("id", para.get("title")) for s in seen):
+            return 0.0, f"{para.get('title')} was already retrieved"
+        return 1.0, f"retrieved supporting paragraph {para.get('title')}"

@@ -1,0 +1,1 @@
+"""One module per pipeline stage, each with `run(recipe, run_dir) -> summary`."""

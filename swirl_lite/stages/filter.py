@@ -1,0 +1,208 @@
+"""Filter: keep the trajectories a strategy accepts, with every step's verdict (METHOD.md §3).
+
+Strategies (`filter.strategy`):
+- `none`: keep everything (no judging);
+- `process`: the judge scores every step; a trajectory is kept only if every step's score is
+  >= `filter.threshold` (the paper: every step GOOD; the paper's default for RL);
+- `outcome`: keep trajectories whose final answer is correct (the task's grader, already in
+  `outcome`; or an LLM YES/NO grader with `judge.outcome: llm`);
+- `process+outcome`: both.
+
+Input:  run/split/*.jsonl   (SubTrajectory records)
+Output: run/filter/*.jsonl  (the kept SubTrajectory records, each with a `verdict` field: the Verdict
+        dict, or null when the strategy judged nothing)
+Run alone: `swirl-lite filter RECIPE`. Verdicts are cached in run/judge_cache, so a rerun after a
+crash, or with another strategy, re-judges nothing.
+
+Departures: the judge may be the policy's own base weights, a small local model or the reference
+judge (see `swirl_lite/judges`), and scores are graded (P(GOOD)) so the cut is a threshold.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from swirl_lite.config import Recipe
+from swirl_lite.console import console, progress, summary_table
+from swirl_lite.runs import RunDir
+from swirl_lite.schema import SubTrajectory, Verdict, read_shards, to_dict, write_jsonl
+
+SHARD_SIZE = 2000  # sub-trajectories per output shard
+Outcome = Callable[[list[list[SubTrajectory]]], list[bool]]
+
+
+@dataclass
+class FilterResult:
+    kept: list[dict]  # SubTrajectory dicts with a "verdict" field
+    trajectories_in: int
+    trajectories_out: int
+    subs_in: int
+    verdicts: dict[str, Verdict] = field(default_factory=dict)
+    judged_seconds: float = 0.0
+    kinds: dict[str, str] = field(default_factory=dict)  # sub id -> action kind, for the summary
+
+
+def grader_outcome(groups: list[list[SubTrajectory]]) -> list[bool]:
+    """The task grader's verdict, recorded on every sub-trajectory by generate (METHOD.md §3)."""
+    return [bool(g[0].outcome) for g in groups]
+
+
+def judge_all(subs: list[SubTrajectory], scorer: Any, chunk: int = 32) -> tuple[dict[str, Verdict], float]:
+    """Verdicts for every sub-trajectory, in chunks, with a progress bar; returns (verdicts, seconds)."""
+    verdicts: dict[str, Verdict] = {}
+    start = time.perf_counter()
+    with progress(rate="{task.fields[rate]}") as bar:
+        task = bar.add_task("judge", total=len(subs), rate="")
+        for i in range(0, len(subs), chunk):
+            batch = subs[i : i + chunk]
+            for sub, verdict in zip(batch, scorer.score(batch), strict=True):
+                verdicts[sub.id] = verdict
+            done = min(i + chunk, len(subs))
+            bar.update(task, completed=done, rate=f"{done / max(time.perf_counter() - start, 1e-9):.1f} steps/s")
+    return verdicts, time.perf_counter() - start
+
+
+def filter_subs(
+    subs: list[SubTrajectory],
+    strategy: str,
+    threshold: float,
+    scorer: Any = None,
+    outcome: Outcome = grader_outcome,
+    chunk: int = 32,
+) -> FilterResult:
+    """Apply a strategy to sub-trajectories grouped by trajectory (order kept)."""
+    groups: dict[str, list[SubTrajectory]] = defaultdict(list)
+    for sub in subs:
+        groups[sub.trajectory_id].append(sub)
+    ordered = [sorted(g, key=lambda s: s.step) for g in groups.values()]
+    keep = [True] * len(ordered)
+    verdicts: dict[str, Verdict] = {}
+    seconds = 0.0
+    if "process" in strategy:
+        if scorer is None:
+            raise ValueError(f"filter.strategy {strategy!r} needs a judge")
+        verdicts, seconds = judge_all([s for g in ordered for s in g], scorer, chunk)
+        keep = [all(verdicts[s.id].score >= threshold for s in g) for g in ordered]
+    if "outcome" in strategy:
+        keep = [k and ok for k, ok in zip(keep, outcome(ordered), strict=True)]
+    kept = []
+    for group, ok in zip(ordered, keep, strict=True):
+        if ok:
+            for s in group:
+                v = verdicts.get(s.id)
+                kept.append({**to_dict(s), "verdict": to_dict(v) if v else None})
+    kinds = {s.id: s.kind for s in subs}
+    return FilterResult(kept, len(ordered), sum(keep), len(subs), verdicts, seconds, kinds)
+
+
+def _tools_for_reference(recipe: Recipe, subs: list[SubTrajectory]) -> tuple[dict, str | None]:
+    """The run's search tool for the reference judge, and the task kind; ({}, None) when unavailable."""
+    if recipe.judge.kind == "llm":
+        return {}, None
+    try:
+        from swirl_lite.tasks import get_task
+
+        task = get_task(recipe.data)
+    except Exception as exc:  # a custom task that cannot load here: the judge infers the kind
+        console.print(f"[yellow]filter: task not loaded ({exc}); reference judge infers math/QA per step[/]")
+        return {}, None
+    if not any(s.kind == "search_query" for s in subs):
+        return {}, task.kind
+    try:
+        from swirl_lite.tools import build_tools
+
+        d = recipe.data
+        examples = task.load(d.split, d.limit, d.seed, d.shuffle)
+        return build_tools(recipe.tools.use, recipe.tools, task, examples), task.kind
+    except Exception as exc:  # fall back to each question's own paragraphs, and say so
+        console.print(f"[yellow]filter: search index not built ({exc}); searching each question's paragraphs[/]")
+        return {}, task.kind
+
+
+def _outcome_fn(recipe: Recipe, run_dir: RunDir, policy: Any) -> Outcome:
+    if recipe.judge.outcome == "grader":
+        return grader_outcome
+    from swirl_lite.actions import parse_action
+    from swirl_lite.judges import LLMOutcomeJudge, VerdictCache, build_engine
+
+    judge = LLMOutcomeJudge(build_engine(recipe, policy), recipe.judge.mode, VerdictCache(run_dir / "judge_cache"))
+
+    def outcome(groups: list[list[SubTrajectory]]) -> list[bool]:
+        items = []
+        for g in groups:
+            act = parse_action(g[-1].completion[0]["content"])
+            gold = g[0].gold if not isinstance(g[0].gold, list) else " / ".join(map(str, g[0].gold))
+            items.append((g[0].meta.get("question", ""), str(gold), act.query if act.kind == "answer" else None))
+        return judge.grade(items)
+
+    return outcome
+
+
+def summary_rows(result: FilterResult, strategy: str, hits: int | None) -> list[tuple]:
+    pct = 100.0 * result.trajectories_out / max(result.trajectories_in, 1)
+    rows: list[tuple] = [
+        ("strategy", strategy),
+        ("trajectories in / out", f"{result.trajectories_in} / {result.trajectories_out}"),
+        ("sub-trajectories in / out", f"{result.subs_in} / {len(result.kept)}"),
+        ("% trajectories kept", f"{pct:.1f}%"),
+    ]
+    if result.verdicts:
+        by_step: dict[int, Counter] = defaultdict(Counter)
+        by_kind: dict[str, Counter] = defaultdict(Counter)
+        for sub_id, v in result.verdicts.items():
+            step = int(sub_id.rsplit("/", 1)[1]) if "/" in sub_id else 0
+            by_step[step][v.label] += 1
+        for sub_id, v in result.verdicts.items():
+            by_kind[result.kinds.get(sub_id, "?")][v.label] += 1
+
+        def rate(c: Counter) -> str:
+            return f"{100.0 * c['GOOD'] / max(sum(c.values()), 1):.1f}% of {sum(c.values())}"
+        rows += [(f"GOOD rate, step {k}", rate(c)) for k, c in sorted(by_step.items())]
+        rows += [(f"GOOD rate, {k}", rate(c)) for k, c in sorted(by_kind.items())]
+        invalid = sum(v.label == "invalid" for v in result.verdicts.values())
+        rows += [("invalid verdicts", invalid)]
+        rows += [("judge throughput", f"{len(result.verdicts) / max(result.judged_seconds, 1e-9):.1f} steps/s")]
+        if hits is not None:
+            rows += [("cache hits", hits)]
+    return rows
+
+
+def run(recipe: Recipe, run_dir: RunDir) -> dict[str, Any]:
+    """Filter run/split into run/filter per `filter.strategy`; returns the summary."""
+    subs = [SubTrajectory.from_dict(d) for d in read_shards(run_dir / "split")]
+    if not subs:
+        raise FileNotFoundError(f"{run_dir / 'split'}: no sub-trajectories; run `swirl-lite split` first")
+    strategy = recipe.filter.strategy
+    scorer = policy = None
+    if "process" in strategy:
+        from swirl_lite.judges import build_scorer
+
+        tools, kind = _tools_for_reference(recipe, subs)
+        if recipe.judge.kind != "reference" and recipe.judge.model == "policy":
+            from swirl_lite.models import load_model
+
+            policy = load_model(recipe.model.model_copy(update={"adapter": None}))
+        scorer = build_scorer(recipe, policy, tools=tools, cache=run_dir / "judge_cache", task_kind=kind)
+    outcome = _outcome_fn(recipe, run_dir, policy) if "outcome" in strategy else grader_outcome
+    result = filter_subs(subs, strategy, recipe.filter.threshold, scorer, outcome, 4 * recipe.judge.batch_size)
+    hits = sum(getattr(s, "hits", 0) for s in (scorer, getattr(scorer, "reference", None), getattr(scorer, "llm", None)) if s)
+    tmp = run_dir / f".filter.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    for n, start in enumerate(range(0, max(len(result.kept), 1), SHARD_SIZE)):
+        write_jsonl(tmp / f"shard-{n:05d}.jsonl", result.kept[start : start + SHARD_SIZE])
+    shutil.rmtree(run_dir / "filter", ignore_errors=True)
+    os.replace(tmp, run_dir / "filter")
+    console.print(summary_table("filter", summary_rows(result, strategy, hits if scorer else None)))
+    return {
+        "strategy": strategy,
+        "trajectories_in": result.trajectories_in,
+        "trajectories_out": result.trajectories_out,
+        "sub_trajectories_out": len(result.kept),
+        "invalid_verdicts": sum(v.label == "invalid" for v in result.verdicts.values()),
+    }

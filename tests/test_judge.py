@@ -1,0 +1,259 @@
+"""Judges: strict verdict parsing, logprob/generate on a tiny model, the policy's adapter, the
+OpenAI engine (mocked transport), the reference judge on hand-made steps, mixing and the cache."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from swirl_lite.config import OpenAIEndpoint, Recipe
+from swirl_lite.judges import CachedScorer, MixScorer, VerdictCache, build_scorer
+from swirl_lite.judges.llm import HFEngine, LLMJudge, OpenAIEngine
+from swirl_lite.judges.prompts import parse_verdict, view_of
+from swirl_lite.judges.reference import ReferenceJudge
+from swirl_lite.schema import SubTrajectory, Verdict
+
+MATH_Q = "Question: Ana buys 3 pens at $4 each and pays with $20. How much change does she get?"
+
+
+def sub(question: str, history: list[tuple[str, str]], action: str, meta: dict, gold="8", sid="t#0/0"):
+    """A sub-trajectory: prompt + earlier (assistant turn, tool result) pairs + the action to judge."""
+    prompt = [{"role": "user", "content": f"Instructions.\n\n{question}"}]
+    for turn, result in history:
+        prompt += [{"role": "assistant", "content": turn}, {"role": "user", "content": result}]
+    return SubTrajectory(sid, sid.split("/")[0], "q", len(history), "", prompt,
+                         [{"role": "assistant", "content": action}], gold=gold, meta=meta)
+
+
+def math_sub(history, action, sid="t#0/0"):
+    return sub(MATH_Q, history, action, {"steps": [12, 8]}, sid=sid)
+
+
+# ---------------------------------------------------------------- prompts and parsing
+
+
+def test_parse_verdict_is_strict():
+    assert parse_verdict("The query helps.\nVerdict: GOOD") == "GOOD"
+    assert parse_verdict("**Verdict:** bad.") == "BAD"
+    assert parse_verdict("I think it is GOOD") == "invalid"  # no verdict line
+    assert parse_verdict("Verdict: GOOD\nVerdict: BAD") == "invalid"  # two verdicts that disagree
+    assert parse_verdict("Verdict: maybe") == "invalid"
+    assert parse_verdict("Verdict: YES", ("YES", "NO")) == "YES"
+
+
+def test_view_keeps_only_the_trajectorys_own_steps():
+    s = math_sub([("Cost.\n<math_exp>3 * 4</math_exp>", "3 * 4 -> 12")], "Change.\n<math_exp>20 - 12</math_exp>")
+    view = view_of(s)
+    assert view.question.startswith("Ana buys 3 pens")
+    assert [(p.kind, p.query, p.result) for p in view.prior] == [("math_exp", "3 * 4", "12")]
+    assert (view.kind, view.query, view.thought) == ("math_exp", "20 - 12", "Change.")
+
+
+# ---------------------------------------------------------------- reference judge
+
+
+def test_reference_math_steps():
+    judge = ReferenceJudge()
+    first = [("Cost.\n<math_exp>3 * 4</math_exp>", "3 * 4 -> 12")]
+    subs = [
+        math_sub([], "<math_exp>3 * 4</math_exp>"),  # gold step 12
+        math_sub([], "<math_exp>3 + 4</math_exp>"),  # 7: not a gold step
+        math_sub(first, "<math_exp>20 - 12</math_exp>"),  # 8: next gold step
+        math_sub(first, "<math_exp>4 * 3</math_exp>"),  # 12 again: already computed
+        math_sub(first, "<answer>8</answer>"),
+        math_sub(first, "<answer>12</answer>"),
+        math_sub([], "I am not sure what to do."),  # malformed
+        math_sub([], "<math_exp>3 * </math_exp>"),  # does not evaluate
+    ]
+    scores = [v.score for v in judge.score(subs)]
+    assert scores == [1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0]
+
+
+PARAS = [
+    {"id": "Hungary#1", "title": "Hungary", "text": "Hungary is a country in Central Europe. Its capital is Budapest.", "supporting": True},
+    {"id": "Budapest#1", "title": "Budapest", "text": "Budapest lies on both banks of the river Danube.", "supporting": True},
+    {"id": "Vienna#1", "title": "Vienna", "text": "Vienna is the capital of Austria, a country of concerts.", "supporting": False},
+]
+QA_Q = "Question: Which river flows through the capital of Hungary?"
+
+
+def qa_sub(history, action):
+    return sub(QA_Q, history, action, {"paragraphs": PARAS}, gold="Danube")
+
+
+def test_reference_qa_steps_without_and_with_a_search_tool():
+    seen = [("<search_query>capital of Hungary</search_query>", f"capital of Hungary -> Hungary: {PARAS[0]['text']}")]
+    subs = [
+        qa_sub([], "<search_query>Hungary capital country</search_query>"),  # supporting paragraph
+        qa_sub([], "<search_query>Vienna Austria concerts</search_query>"),  # distractor
+        qa_sub(seen, "<search_query>Hungary Central Europe capital</search_query>"),  # already retrieved
+        qa_sub(seen, "<search_query>Budapest river banks</search_query>"),  # the second gold paragraph
+        qa_sub(seen, "<answer>the Danube river</answer>"),  # F1 0.67 >= 0.5
+        qa_sub(seen, "<answer>Budapest</answer>"),
+    ]
+    assert [v.score for v in ReferenceJudge().score(subs)] == [1.0, 0.0, 0.0, 1.0, 1.0, 0.0]
+
+    class IdSearch:  # the search tool API: document ids of the top hits
+        tag = "search_query"
+
+        def search_ids(self, queries, k=1):
+            return [["Vienna#1"] if "Vienna" in q else ["Budapest#1"] for q in queries]
+
+    got = ReferenceJudge(IdSearch()).score(subs[:2])
+    assert [v.label for v in got] == ["GOOD", "BAD"]
+
+
+# ---------------------------------------------------------------- mixing and caching
+
+
+class Fixed:
+    def __init__(self, score: float, name: str):
+        self.value, self.identity, self.calls = score, name, 0
+
+    def score(self, subs):
+        self.calls += len(subs)
+        return [Verdict(s.id, self.identity, "GOOD" if self.value >= 0.5 else "BAD", self.value) for s in subs]
+
+
+def test_mix_weights():
+    s = [math_sub([], "<math_exp>3 * 4</math_exp>")]
+    assert MixScorer(Fixed(1.0, "r"), Fixed(0.2, "l"), 0.25).score(s)[0].score == pytest.approx(0.25 + 0.75 * 0.2)
+    assert MixScorer(Fixed(1.0, "r"), Fixed(0.0, "l"), 0.5).score(s)[0].label == "GOOD"
+    assert MixScorer(Fixed(1.0, "r"), Fixed(0.0, "l"), 0.4).score(s)[0].label == "BAD"
+
+
+def test_cache_hits_on_rerun_and_across_scorers(tmp_path):
+    subs = [math_sub([], f"<math_exp>3 * {i}</math_exp>", sid=f"t#{i}/0") for i in range(5)]
+    inner = Fixed(0.9, "judge-a")
+    first = CachedScorer(inner, VerdictCache(tmp_path / "cache")).score(subs)
+    again = CachedScorer(inner, VerdictCache(tmp_path / "cache"))  # a rerun: a fresh process, same file
+    second = again.score(subs)
+    assert inner.calls == 5 and again.hits == 5 and again.misses == 0
+    assert [v.score for v in second] == [v.score for v in first]
+    other = Fixed(0.1, "judge-b")  # another identity never reads judge-a's verdicts
+    CachedScorer(other, VerdictCache(tmp_path / "cache")).score(subs)
+    assert other.calls == 5
+
+
+def test_build_scorer_reference_and_mix(tmp_path):
+    recipe = Recipe.model_validate({"judge": {"kind": "reference"}})
+    scorer = build_scorer(recipe, cache=tmp_path / "c")
+    assert isinstance(scorer, CachedScorer) and scorer.identity.startswith("reference:")
+    assert scorer.score([math_sub([], "<math_exp>3 * 4</math_exp>")])[0].label == "GOOD"
+
+
+# ---------------------------------------------------------------- LLM judges on a tiny model
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_dir):
+    from swirl_lite.config import ModelConfig
+    from swirl_lite.models import load_model
+
+    return load_model(ModelConfig(name=tiny_model_dir, backend="hf", dtype="float32"))
+
+
+def test_label_tokens_are_whole_words(tiny):
+    from swirl_lite.judges.llm import _label_token_ids
+
+    for word in ("GOOD", "BAD", "YES", "NO"):  # " BAD" splits as " B"+"AD": " B" must not stand for BAD
+        ids = _label_token_ids(tiny.tokenizer, word)
+        assert ids and all(tiny.tokenizer.decode([i]).strip().upper() == word for i in ids)
+
+
+def test_logprob_scores_are_probabilities_and_batch_invariant(tiny):
+    subs = [math_sub([], "<math_exp>3 * 4</math_exp>"),
+            math_sub([("Cost.\n<math_exp>3 * 4</math_exp>", "3 * 4 -> 12")] * 3, "<math_exp>20 - 12</math_exp>"),
+            math_sub([], "no tag here")]
+    judge = LLMJudge(HFEngine(tiny.model, tiny.tokenizer, "tiny", batch_size=8), "logprob")
+    batched = judge.score(subs)
+    assert all(0.0 <= v.score <= 1.0 for v in batched)
+    assert batched[2].label == "BAD" and batched[2].score == 0.0  # malformed: BAD without a model call
+    alone = judge.score(subs[:1])  # left padding must not change a row's score
+    assert alone[0].score == pytest.approx(batched[0].score, abs=1e-4)
+
+
+def test_generate_mode_unparsable_reply_is_invalid_not_a_crash(tiny):
+    judge = LLMJudge(HFEngine(tiny.model, tiny.tokenizer, "tiny", batch_size=2, max_new_tokens=12), "generate")
+    verdicts = judge.score([math_sub([], "<math_exp>3 * 4</math_exp>"), math_sub([], "<answer>8</answer>")])
+    assert [v.label for v in verdicts] == ["invalid", "invalid"]  # a random model writes no verdict line
+    assert all(v.score == 0.0 and v.rationale is not None for v in verdicts)
+
+
+def test_policy_judging_uses_base_weights_and_leaves_adapter_enabled(tiny):
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from swirl_lite.models import LoadedModel
+
+    base_judge = LLMJudge(HFEngine(tiny.model, tiny.tokenizer, "base"), "logprob")
+    s = [math_sub([], "<math_exp>3 * 4</math_exp>")]
+    base_score = base_judge.score(s)[0].score
+    peft = get_peft_model(tiny.model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    with torch.no_grad():
+        for name, p in peft.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 2.0)  # a trained-looking adapter that changes the output
+    peft.train()
+    ids = tiny.tokenizer("hello there", return_tensors="pt")
+    with torch.no_grad():
+        before = peft(**ids).logits
+    recipe = Recipe.model_validate({"judge": {"model": "policy", "kind": "llm"}})
+    scorer = build_scorer(recipe, LoadedModel(peft, tiny.tokenizer, "hf", "tiny"))
+    assert scorer.score(s)[0].score == pytest.approx(base_score, abs=1e-5)  # judged on base weights
+    with torch.no_grad():
+        after = peft(**ids).logits
+    assert torch.allclose(before, after)  # adapter active again
+    assert peft.training  # train mode restored
+    with torch.no_grad(), peft.disable_adapter():
+        assert not torch.allclose(peft(**ids).logits, after)  # and the adapter does matter
+    peft.unload()  # give the module-scoped tiny model back without LoRA layers
+
+
+# ---------------------------------------------------------------- OpenAI-compatible endpoint
+
+
+def test_openai_engine_logprob_generate_and_retry(monkeypatch):
+    import httpx
+
+    calls = {"n": 0}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls["n"] += 1
+        body = json.loads(request.content)
+        if calls["n"] == 1:
+            return httpx.Response(503, text="busy")  # retried
+        if body.get("logprobs"):
+            assert body["max_tokens"] == 1
+            top = [{"token": "GOOD", "logprob": -0.2}, {"token": " BAD", "logprob": -1.8}, {"token": "x", "logprob": -3}]
+            return httpx.Response(200, json={"choices": [{"logprobs": {"content": [{"top_logprobs": top}]}}]})
+        return httpx.Response(200, json={"choices": [{"message": {"content": "Looks right.\nVerdict: BAD"}}]})
+
+    cfg = OpenAIEndpoint(base_url="http://judge.test/v1", model="m", max_retries=2, concurrency=1)
+    engine = OpenAIEngine(cfg, transport=httpx.MockTransport(handler))
+    monkeypatch.setattr("swirl_lite.judges.llm.time.sleep", lambda s: None)
+    s = [math_sub([], "<math_exp>3 * 4</math_exp>")]
+    lp = LLMJudge(engine, "logprob").score(s)[0]
+    assert calls["n"] == 2  # the 503 was retried
+    assert lp.label == "GOOD" and lp.score == pytest.approx(1 / (1 + math.exp(-1.6)), abs=1e-3)
+    assert LLMJudge(engine, "generate").score(s)[0].label == "BAD"
+
+
+def test_llm_outcome_grader_and_its_cache(tmp_path):
+    from swirl_lite.judges import LLMOutcomeJudge
+
+    class Engine:
+        name, calls = "fake", 0
+
+        def classify(self, chats, labels, mode):
+            assert labels == ("YES", "NO")
+            Engine.calls += len(chats)
+            return [("YES" if "Predicted answer: 8" in c[0]["content"] else "NO", 1.0, None) for c in chats]
+
+    items = [("q", "8", "8"), ("q", "8", "9"), ("q", "8", None)]
+    judge = LLMOutcomeJudge(Engine(), "logprob", VerdictCache(tmp_path / "c"))
+    assert judge.grade(items) == [True, False, False]  # no answer is never correct, and costs no call
+    assert Engine.calls == 2
+    assert judge.grade(items) == [True, False, False] and Engine.calls == 2  # cached
