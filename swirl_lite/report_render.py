@@ -1,0 +1,173 @@
+"""Renders the metrics of `report.compute_metrics` as Markdown and as one self-contained HTML page.
+
+Both renderings are built from the same tables (`tables(metrics)`), so report.md, report.html and
+metrics.json never disagree. Plots are matplotlib figures (Agg backend, no display needed) embedded
+in the HTML as base64 PNG: accuracy per model and task with 95% error bars, and steps per question.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+
+from swirl_lite.report import HEADLINE_COLUMNS, headline_rows
+
+Table = tuple[str, list[str], list[list[object]]]
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def _ci(ci: list) -> str:
+    lo, hi = ci
+    return "-" if lo is None or lo != lo else f"[{lo:.3f}, {hi:.3f}]"
+
+
+def tables(metrics: dict) -> list[Table]:
+    """(title, columns, rows) for every table of the report, in order."""
+    out: list[Table] = [("Accuracy (gold grader)", list(HEADLINE_COLUMNS), headline_rows(metrics))]
+    cell = {(r["model"], r["task"]): r for r in metrics["results"]}
+    cross = [
+        [m] + [f"{cell[m, t]['accuracy']:.3f} {_ci(cell[m, t]['accuracy_ci'])}" if (m, t) in cell else "-" for t in metrics["tasks"]]
+        for m in metrics["models"]
+    ]
+    trained = f"trained on {metrics['trained_on']}; " if metrics.get("trained_on") else ""
+    title = f"Cross-task accuracy ({trained}rows: model, columns: tested on)"
+    out.append((title, ["model \\ task", *metrics["tasks"]], cross))
+    if metrics["comparisons"]:
+        rows = [
+            [c["model"], c["task"], c["n_paired"], f"{c['accuracy_diff']:+.3f}", c["only_base"], c["only_model"],
+             f"{c['mcnemar_p']:.3g}", f"{c['f1_diff']:+.3f}" if c["f1_diff"] == c["f1_diff"] else "-",
+             _ci(c["f1_diff_ci"]), f"{c['f1_p']:.3g}"]
+            for c in metrics["comparisons"]
+        ]
+        cols = ["model", "task", "paired n", "Δ accuracy", "only base right", "only model right",
+                "McNemar p", "Δ F1", "Δ F1 95% CI", "bootstrap p"]
+        out.append(("Paired comparison with the base model (same questions)", cols, rows))
+    rs = metrics["results"]
+    judged = any("judge_good" in r for r in rs)
+    llm = any("llm_accuracy" in r for r in rs)
+    cols = ["model", "task", "mean steps", "tool calls / question", "answered", "malformed actions"]
+    cols += ["judge GOOD steps"] * judged + ["LLM-graded accuracy"] * llm
+    rows = []
+    for r in rs:
+        row = [r["model"], r["task"], f"{r['mean_steps']:.2f}", f"{r['tool_calls_per_question']:.2f}",
+               _pct(r["answered"]), _pct(r["malformed_actions"])]
+        row += [_pct(r.get("judge_good"))] * judged
+        row += [f"{r['llm_accuracy']:.3f} {_ci(r['llm_accuracy_ci'])}" if "llm_accuracy" in r else "-"] * llm
+        rows.append(row)
+    out.append(("Tool use (the paper's Table 3)", cols, rows))
+    return out
+
+
+NOTE = (
+    "Accuracy: numeric match (math) or exact match (QA) against gold; F1: mean token F1 (equals "
+    "accuracy on math). 95% intervals: Wilson for accuracy, seeded bootstrap for F1. A trained model "
+    "is compared with the base on the same questions: exact McNemar test on the questions only one of "
+    "them gets right, paired bootstrap for F1. p < 0.05 suggests a real difference, not noise."
+)
+
+
+def render_markdown(metrics: dict) -> str:
+    lines = [f"# swirl-lite evaluation: {metrics['run']}", "", NOTE, ""]
+    for title, cols, rows in tables(metrics):
+        lines += [f"## {title}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+        lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in rows]
+        lines.append("")
+    lines.append("Plots (accuracy with 95% error bars, steps per question) are in report.html.")
+    return "\n".join(lines) + "\n"
+
+
+def render_html(metrics: dict) -> str:
+    esc = html.escape
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>swirl-lite evaluation: {esc(metrics['run'])}</title>",
+        "<style>body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+        "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
+        "td:first-child,th:first-child{text-align:left}img{max-width:100%}</style></head><body>",
+        f"<h1>swirl-lite evaluation: {esc(metrics['run'])}</h1><p>{esc(NOTE)}</p>",
+    ]
+    for title, cols, rows in tables(metrics):
+        parts.append(f"<h2>{esc(title)}</h2><table><tr>" + "".join(f"<th>{esc(c)}</th>" for c in cols) + "</tr>")
+        parts += ["<tr>" + "".join(f"<td>{esc(str(v))}</td>" for v in row) + "</tr>" for row in rows]
+        parts.append("</table>")
+    for title, png in plots(metrics):
+        parts.append(f"<h2>{esc(title)}</h2><img alt='{esc(title)}' src='data:image/png;base64,{png}'>")
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def plots(metrics: dict) -> list[tuple[str, str]]:
+    """(title, base64 PNG) for the accuracy bars and the steps histogram."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = []
+    results, models, tasks = metrics["results"], metrics["models"], metrics["tasks"]
+    cell = {(r["model"], r["task"]): r for r in results}
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * len(tasks) * max(1, len(models))), 3.6))
+    width = 0.8 / max(1, len(models))
+    for i, model in enumerate(models):
+        xs, ys, err = [], [], [[], []]
+        for j, task in enumerate(tasks):
+            if (model, task) in cell:
+                r = cell[model, task]
+                xs.append(j + (i - (len(models) - 1) / 2) * width)
+                ys.append(r["accuracy"])
+                err[0].append(max(0.0, r["accuracy"] - r["accuracy_ci"][0]))
+                err[1].append(max(0.0, r["accuracy_ci"][1] - r["accuracy"]))
+        ax.bar(xs, ys, width, yerr=err, capsize=4, label=model)
+    ax.set_xticks(range(len(tasks)), tasks)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("accuracy (95% CI)")
+    ax.legend()
+    out.append(("Accuracy per model and task", _png(fig, plt)))
+
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    series = [(f"{r['model']} / {r['task']}", r["steps_histogram"]) for r in results]
+    counts = [int(k) for _, h in series for k in h] or [0]
+    ticks = range(min(counts), max(counts) + 1)
+    width = 0.8 / max(1, len(series))
+    for i, (label, hist) in enumerate(series):
+        xs = [k + (i - (len(series) - 1) / 2) * width for k in ticks]
+        ax.bar(xs, [hist.get(str(k), 0) for k in ticks], width, label=label)
+    ax.set_xticks(list(ticks))
+    ax.set_xlabel("steps taken")
+    ax.set_ylabel("questions")
+    ax.legend(fontsize="small")
+    out.append(("Steps per question", _png(fig, plt)))
+    return out
+
+
+def _png(fig, plt) -> str:
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def print_comparison(all_metrics: list[dict], run_dirs) -> None:
+    """One run: its headline table. Several: accuracy [95% CI] per (model, task), one column per run."""
+    from swirl_lite.console import console, summary_table
+
+    if len(all_metrics) == 1:
+        console.print(summary_table("evaluation (95% CI: Wilson)", headline_rows(all_metrics[0]), HEADLINE_COLUMNS))
+        console.print(f"report: {run_dirs[0]}/report.md  report.html  metrics.json")
+        return
+    keys: list[tuple[str, str]] = []
+    cells: list[dict] = []
+    for metrics in all_metrics:
+        cells.append({(r["model"], r["task"]): r for r in metrics["results"]})
+        keys += [k for k in cells[-1] if k not in keys]
+    rows = [
+        [model, task] + [f"{c[model, task]['accuracy']:.3f} {_ci(c[model, task]['accuracy_ci'])}" if (model, task) in c else "-" for c in cells]
+        for model, task in keys
+    ]
+    columns = ["model", "task", *[str(d) for d in run_dirs]]
+    console.print(summary_table("accuracy [95% CI] side by side", rows, columns))
