@@ -15,11 +15,21 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 TAGS = ("search_query", "math_exp", "answer")
 STOP_STRINGS = tuple(f"</{t}>" for t in TAGS)
-_OPEN = re.compile(r"<(search_query|math_exp|answer)>")
-_FIRST = re.compile(r"<(search_query|math_exp|answer)>(.*?)</\1>", re.DOTALL)
+
+
+def stop_strings(tags: tuple[str, ...]) -> tuple[str, ...]:
+    """Closing tags that end an action: the built-in ones plus those of user tools."""
+    return tuple(f"</{t}>" for t in dict.fromkeys((*TAGS, *tags)))
+
+
+@lru_cache(maxsize=32)
+def _patterns(tags: tuple[str, ...]) -> tuple[re.Pattern, re.Pattern]:
+    names = "|".join(re.escape(t) for t in sorted(tags, key=len, reverse=True))
+    return re.compile(f"<({names})>"), re.compile(f"<({names})>(.*?)</\\1>", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -31,10 +41,15 @@ class Action:
 
 
 def parse_action(turn: str, allowed: tuple[str, ...] = TAGS) -> Action:
-    """The first complete action in `turn`, cut after its closing tag."""
-    match = _FIRST.search(turn)
+    """The first complete action in `turn`, cut after its closing tag.
+
+    Built-in tags are always recognised (one that is not `allowed` is `unknown_tag`); tags of user
+    tools are recognised when they are in `allowed`.
+    """
+    opening, first = _patterns(tuple(dict.fromkeys((*TAGS, *allowed))))
+    match = first.search(turn)
     if match is None:
-        rule = "unclosed_tag" if _OPEN.search(turn) else "no_tag"
+        rule = "unclosed_tag" if opening.search(turn) else "no_tag"
         return Action("none", None, turn, rule)
     kind, query = match.group(1), match.group(2).strip()
     text = turn[: match.end()]
@@ -43,7 +58,7 @@ def parse_action(turn: str, allowed: tuple[str, ...] = TAGS) -> Action:
     if not query:
         return Action("none", "", text, "empty_query")
     rest = turn[match.end() :]
-    return Action(kind, query, text, "two_actions" if _OPEN.search(rest) else None)
+    return Action(kind, query, text, "two_actions" if opening.search(rest) else None)
 
 
 def format_result(query: str, result: str) -> str:

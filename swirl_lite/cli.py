@@ -72,18 +72,32 @@ def run(recipe: str, overrides: tuple[str, ...], force: bool, from_stage: str | 
 
 
 def _stage_command(stage: str) -> Callable:
-    def command(recipe: str, overrides: tuple[str, ...], force: bool) -> None:
+    def command(recipe: str, overrides: tuple[str, ...], force: bool, adapters: tuple[str, ...] = ()) -> None:
         from swirl_lite.pipeline import run_stage
         from swirl_lite.runs import RunDir
 
         resolved = _load(recipe, overrides)
+        if adapters:
+            resolved.eval.adapters = [*resolved.eval.adapters, *adapters]
         try:
-            run_stage(stage, resolved, RunDir.for_recipe(resolved), force=force)
+            run_dir = RunDir.for_recipe(resolved)
+            if adapters and not force and run_dir.is_done(stage):
+                # New adapters to add: evaluate skips the (model, task) pairs it finished before.
+                from swirl_lite.stages.evaluate import run as evaluate
+
+                run_dir.mark_done(stage, evaluate(resolved, run_dir))
+            else:
+                run_stage(stage, resolved, run_dir, force=force)
         except (ValueError, FileNotFoundError, RuntimeError) as exc:
             _fail(exc)
 
     command.__doc__ = f"Run the {stage} stage alone."
     command = click.option("--force", is_flag=True, help="Redo the stage even if it finished.")(command)
+    if stage == "evaluate":
+        command = click.option(
+            "--adapter", "adapters", multiple=True, type=click.Path(file_okay=False),
+            help="Also evaluate this LoRA adapter folder (repeatable).",
+        )(command)
     command = click.option("--set", "overrides", multiple=True, help=SET_HELP)(command)
     command = click.argument("recipe", type=click.Path(dir_okay=False))(command)
     return click.command(name=stage)(command)
@@ -93,10 +107,151 @@ for _stage in available_stages():
     main.add_command(_stage_command(_stage))
 
 
+@main.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(file_okay=False))
+def report(run_dirs: tuple[str, ...]) -> None:
+    """Rebuild report.md/.html and metrics.json from saved trajectories; two or more runs: compare."""
+    from swirl_lite.report import write_report
+    from swirl_lite.report_render import print_comparison
+
+    try:
+        all_metrics = [write_report(path) for path in run_dirs]
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(exc)
+    print_comparison(all_metrics, run_dirs)
+
+
+@main.command()
+@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.option("--adapter", type=click.Path(exists=True, file_okay=False), help="A LoRA adapter folder, e.g. runs/NAME/train/adapter.")
+@click.option("--set", "overrides", multiple=True, help=SET_HELP)
+def chat(recipe: str, adapter: str | None, overrides: tuple[str, ...]) -> None:
+    """Ask questions; watch each action, tool call and result stream by. 'exit' or Ctrl-D quits."""
+    from swirl_lite.chat import chat as chat_loop
+    from swirl_lite.chat import load_chat_llm
+
+    resolved = _load(recipe, overrides)
+    try:
+        llm, demos = load_chat_llm(resolved, adapter)
+        chat_loop(resolved, llm, demos=demos)
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        _fail(exc)
+
+
+@main.command()
+@click.argument("recipe", required=False, type=click.Path(dir_okay=False))
+@click.option("--set", "overrides", multiple=True, help=SET_HELP)
+@click.option("--offline", is_flag=True, help="Skip the model hub reachability check.")
+def doctor(recipe: str | None, overrides: tuple[str, ...], offline: bool) -> None:
+    """Check Python, torch, GPU, library versions and (for a recipe) whether it fits in memory."""
+    from swirl_lite.console import console, summary_table
+    from swirl_lite.doctor import run_doctor
+
+    resolved = _load(recipe, overrides) if recipe else None
+    rows = run_doctor(resolved, check_hub=not offline)
+    console.print(summary_table("swirl-lite doctor", rows, ("check", "found", "verdict"), numeric=False))
+
+
 @main.group()
 def bench() -> None:
     """Benchmarks that print speed and memory numbers."""
 
+
+def _add_tool_commands() -> None:
+    # commands.py imports only click at module level, so this keeps --help instant.
+    from swirl_lite.tools.commands import bench_tools, tools_group
+
+    main.add_command(tools_group)
+    bench.add_command(bench_tools)
+
+
+_add_tool_commands()
+
+
+@bench.command(name="rollout")
+@click.option("--recipe", "recipe_path", type=click.Path(dir_okay=False), help="Recipe (default: embedded model, arithmetic).")
+@click.option("--set", "overrides", multiple=True, help=SET_HELP)
+@click.option("--batch", default=16, show_default=True, help="The batch size compared with batch 1.")
+@click.option("--questions", default=16, show_default=True, help="Questions (one trajectory each).")
+@click.option("--max-steps", default=3, show_default=True, help="Step cap (0: the recipe's or task's).")
+@click.option("--max-new-tokens", default=48, show_default=True, help="Tokens per action (0: the recipe's).")
+@click.option("--threads", type=int, help="torch CPU threads (1 is steadier on a busy machine).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the numbers here.")
+def bench_rollout(recipe_path, overrides, batch, questions, max_steps, max_new_tokens, threads, json_path) -> None:
+    """Rollout tokens/s and trajectories/s at batch 1 vs batch B on the same questions and model."""
+    import json
+
+    from swirl_lite.bench_rollout import default_recipe, run_bench
+
+    recipe = _load(recipe_path, overrides) if recipe_path else default_recipe()
+    try:
+        result = run_bench(recipe, batch, questions, max_steps or None, max_new_tokens or None, threads)
+    except (ValueError, FileNotFoundError, RuntimeError, OSError) as exc:
+        _fail(exc)
+    if json_path:
+        from swirl_lite.runs import write_text_atomic
+
+        write_text_atomic(json_path, json.dumps(result, indent=2))
+
+
+@bench.command(name="judge")
+@click.option("--model", "models", multiple=True, default=("embedded",), show_default=True,
+              help="Judge model(s): hub id, folder or 'embedded' (repeatable); 'none' for the reference judge only.")
+@click.option("--mode", "modes", multiple=True, type=click.Choice(["logprob", "generate"]),
+              default=("logprob", "generate"), show_default=True, help="Scoring modes to measure.")
+@click.option("--math", "n_math", default=16, show_default=True, help="Math problems (6 labelled steps each).")
+@click.option("--batch-size", default=8, show_default=True, help="Steps per forward pass, both modes.")
+@click.option("--generate-limit", default=24, show_default=True, help="Steps judged in generate mode (slow).")
+@click.option("--max-new-tokens", default=96, show_default=True, help="generate mode: rationale budget.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the math generator and subsets.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the numbers here.")
+def bench_judge(models, modes, n_math, batch_size, generate_limit, max_new_tokens, seed, json_path) -> None:
+    """Judge accuracy per mode and model on labelled steps, agreement with the reference judge, steps/s."""
+    import json
+
+    from swirl_lite.bench_judge import run_bench
+
+    names = [m for m in models if m != "none"]
+    try:
+        rows = run_bench(names, list(modes), n_math, batch_size, generate_limit, max_new_tokens, seed)
+    except (ValueError, FileNotFoundError, RuntimeError, OSError) as exc:
+        _fail(exc)
+    if json_path:
+        from swirl_lite.runs import write_text_atomic
+
+        write_text_atomic(json_path, json.dumps(rows, indent=2))
+
+
+
+@bench.command(name="train")
+@click.option("--model", default="embedded", show_default=True, help="Policy: hub id, folder or 'embedded'.")
+@click.option("--steps", default=None, type=int, help="RL steps per run (default: 2 bench, 8 --learn).")
+@click.option("--4bit", "load_in_4bit", is_flag=True, help="Load policy and judge in 4-bit (needs CUDA).")
+@click.option("--learn", is_flag=True, help="Run the learning check: held-out reward before vs after RL.")
+@click.option("--reward", type=click.Choice(["format", "reference"]), default="format", show_default=True,
+              help="--learn: the reward trained on and measured.")
+@click.option("--seed", default=0, show_default=True, help="--learn: training and sampling seed.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the numbers here.")
+@click.option("--one", type=click.Choice(["policy-only", "shared", "separate"]), hidden=True)
+def bench_train(model, steps, load_in_4bit, learn, reward, seed, json_path, one) -> None:
+    """Samples/s and peak memory of RL training: judge shared with the policy vs separate."""
+    import json
+
+    from swirl_lite import bench_train as bt
+
+    try:
+        if one:
+            result = bt.run_one(one, model, steps or 2, load_in_4bit)
+        elif learn:
+            result = bt.learn(model, steps or 8, seed, reward)
+        else:
+            result = bt.bench(model, steps or 2, load_in_4bit)
+    except (ValueError, FileNotFoundError, RuntimeError, OSError) as exc:
+        _fail(exc)
+    if json_path:
+        from swirl_lite.runs import write_text_atomic
+
+        write_text_atomic(json_path, json.dumps(result, indent=2))
 
 if __name__ == "__main__":
     main()

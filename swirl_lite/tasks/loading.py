@@ -12,7 +12,9 @@ import csv
 import hashlib
 import importlib
 import json
+import os
 import random
+import sys
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -154,6 +156,8 @@ def import_object(spec: str, what: str) -> Any:
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
         raise ValueError(f"{what}: {spec!r} is not an import path of the form package.module:name")
+    if os.getcwd() not in sys.path:  # `my_tools:MyTool` next to the recipe works from a console script
+        sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:

@@ -1,0 +1,148 @@
+"""LLM backends: one `generate` call turns a batch of chat conversations into one assistant turn each.
+
+- `hf`: transformers `generate` on the loaded policy (CPU or GPU; unsloth's fast path when loaded so).
+- `vllm`: vLLM's offline engine with prefix caching (GPU only; `pip install 'swirl-lite[vllm]'`).
+- `openai`: any OpenAI-compatible chat server (vLLM serve, llama.cpp server, Ollama, hosted APIs).
+- `ScriptedLLM` (`backends.scripted`): replays given turns; for tests and dry runs.
+
+Every backend cuts a turn right after the first complete action (stop strings `</search_query>`,
+`</math_exp>`, `</answer>`), keeps the stop string in the text, and reports token counts. A
+conversation whose state plus one action budget no longer fits the context comes back empty with
+`finish_reason="context"`, so the rollout can end that trajectory without failing the batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from swirl_lite.actions import STOP_STRINGS
+
+if TYPE_CHECKING:
+    from swirl_lite.config import Recipe
+    from swirl_lite.models import LoadedModel
+
+FINISH_REASONS = ("stop", "length", "context")
+
+
+@dataclass
+class SamplingParams:
+    """How one action is sampled. temperature 0 means greedy."""
+
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_new_tokens: int = 256
+    seed: int = 0
+    stop: tuple[str, ...] = STOP_STRINGS
+
+
+@dataclass
+class Completion:
+    """One generated assistant turn."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    # "stop": a stop string or end-of-turn token; "length": the token budget ran out;
+    # "context": the conversation no longer fits the model's context (text is empty).
+    finish_reason: str = "stop"
+
+
+@runtime_checkable
+class LLM(Protocol):
+    """A batch chat generator. `seeds` (one per conversation) makes sampling per-conversation
+    reproducible where the backend allows it, whatever else shares the batch."""
+
+    def generate(
+        self, conversations: list[list[dict]], params: SamplingParams, seeds: Sequence[int] | None = None
+    ) -> list[Completion]: ...
+
+
+def params_from_recipe(recipe: Recipe) -> SamplingParams:
+    g = recipe.generate
+    return SamplingParams(g.temperature, g.top_p, g.max_new_tokens, g.seed)
+
+
+def make_llm(recipe: Recipe, loaded: LoadedModel | None = None) -> LLM:
+    """The backend named by `generate.backend`. `loaded` reuses a model already in memory (hf)."""
+    backend = recipe.generate.backend
+    if backend == "hf":
+        from swirl_lite.backends.hf import HFLLM
+
+        if loaded is None:
+            from swirl_lite.models import load_model
+
+            loaded = load_model(recipe.model)
+        elif loaded.backend == "unsloth":  # unsloth's fast generation path (a no-op if already set)
+            from unsloth import FastLanguageModel
+
+            FastLanguageModel.for_inference(loaded.model)
+        return HFLLM(
+            loaded.model, loaded.tokenizer, max_context=recipe.model.max_seq_length,
+            prefix_cache=loaded.backend != "unsloth",
+        )
+    if backend == "vllm":
+        from swirl_lite.backends.vllm import VLLMLLM
+
+        return VLLMLLM.from_config(recipe.model)
+    if backend == "openai":
+        from swirl_lite.backends.openai import OpenAILLM
+
+        return OpenAILLM.from_config(recipe.generate.openai)
+    raise ValueError(f"generate.backend: unknown backend {backend!r}; valid: hf, vllm, openai")
+
+
+def cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
+    """`text` cut just after the earliest stop string, and whether one was found.
+
+    Stop-string criteria stop generation at a token boundary, so a few characters may follow the
+    stop string inside the last token; the action ends at the stop string itself.
+    """
+    best = -1
+    for s in stop:
+        i = text.find(s)
+        if i >= 0 and (best < 0 or i + len(s) < best):
+            best = i + len(s)
+    return (text[:best], True) if best >= 0 else (text, False)
+
+
+def restore_stop(text: str, stop: Sequence[str]) -> str:
+    """Re-append the stop string a server dropped (OpenAI `stop` returns the text before it).
+
+    When a turn ends with an opening action tag that was never closed and its closing tag is a stop
+    string, the server stopped on that closing tag: put it back so the action parses.
+    """
+    import re
+
+    opens = list(re.finditer(r"<(\w+)>", text))
+    for match in reversed(opens):
+        closing = f"</{match.group(1)}>"
+        if closing in stop and closing not in text[match.end() :]:
+            return text + closing
+        if closing in stop:
+            return text
+    return text
+
+
+def seed_for(base: int, *parts: object) -> int:
+    """A stable 63-bit seed from a base seed and any identifying parts (job id, step index)."""
+    import hashlib
+
+    digest = hashlib.sha256(repr((base, *parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+def params_count_demos(num_params: int | None) -> int:
+    """Demonstrations by model size when `generate.demonstrations` is unset.
+
+    Small models follow the tag format far better after seeing it done: 2 worked trajectories for
+    models under 1B parameters, 1 under 4B, none above (and 1 when the size is unknown: servers).
+    """
+    if num_params is None:
+        return 1
+    if num_params < 1_000_000_000:
+        return 2
+    if num_params < 4_000_000_000:
+        return 1
+    return 0

@@ -1,0 +1,196 @@
+"""The batched multi-step loop shared by generate, evaluate and chat (METHOD.md §1 and §5).
+
+Trajectories advance in lockstep: at each step ONE batched generation call produces the next turn
+of every active trajectory; each turn is cut at its first complete action and parsed
+(`actions.parse_action`); tool calls are grouped by tag and each tool runs ONE `batch` call for the
+whole step; each result comes back as a user turn `QUERY -> RESULT`. A trajectory ends at
+`<answer>` (graded by the task), at the step cap, or when its chat no longer fits the context.
+Finished trajectories free their slot at once for waiting (question, sample) jobs, so the batch
+stays full (continuous batching at step granularity).
+
+Malformed turns never stop the batch (rules in `actions.py`): a turn with no usable action becomes a
+"none" step answered by a short format reminder, so the model can recover on its next turn; a
+repeated tool query is not run again, and its result says so. Every rule that fires is counted in
+`Trajectory.malformed` and named on the step.
+
+Departure from the paper: the paper does not say how it treats malformed turns; the reminder turn
+is ours. Steps with a malformed action still count towards the step cap.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+
+from swirl_lite.actions import format_result, parse_action
+from swirl_lite.backends import LLM, Completion, SamplingParams, make_llm, seed_for
+from swirl_lite.schema import Step, Trajectory
+from swirl_lite.tasks.base import Example, Task
+from swirl_lite.tools.base import Tool
+
+__all__ = ["LLM", "MALFORMED_RULES", "Completion", "SamplingParams", "make_llm", "reminder", "rollout"]
+
+MALFORMED_RULES = ("no_tag", "unclosed_tag", "unknown_tag", "empty_query", "two_actions", "repeated_query")
+REPEATED_NOTE = "[repeated query: not run again; the earlier result was] "
+
+OnStep = Callable[[Trajectory, Step], None]
+OnDone = Callable[[Trajectory], None]
+
+
+@dataclass(eq=False)  # identity, not field equality: `active.remove` must drop this one
+class _Active:
+    traj: Trajectory
+    example: Example
+    started: float
+    seen: dict[tuple[str, str], str] = field(default_factory=dict)  # (tag, query) -> result
+
+
+def reminder(rule: str, tags: tuple[str, ...]) -> str:
+    """The user turn after a turn with no usable action: what went wrong and the expected format."""
+    why = {
+        "no_tag": "had no action tag",
+        "unclosed_tag": "opened an action tag but never closed it",
+        "unknown_tag": "used an action tag that is not available here",
+        "empty_query": "had an empty action tag",
+    }.get(rule, "had no usable action")
+    tools = " or ".join(f"<{t}>...</{t}>" for t in tags if t != "answer")
+    use = f"call a tool with {tools}, or " if tools else ""
+    return f"Your last turn {why}. Think briefly, then {use}give the final answer with <answer>...</answer>."
+
+
+def start(example: Example, sample: int, task: Task, max_steps: int, demonstrations: int) -> Trajectory:
+    """A fresh trajectory whose messages are the task's prompt (state s_0)."""
+    prompt = [dict(m) for m in task.prompt(example, max_steps, demonstrations)]
+    return Trajectory(
+        id=f"{example.id}#{sample}",
+        question_id=example.id,
+        sample=sample,
+        task=task.name,
+        question=example.question,
+        gold=example.answer,
+        messages=prompt,
+        prompt_len=len(prompt),
+        malformed=dict.fromkeys(MALFORMED_RULES, 0),
+        meta=dict(example.meta),
+    )
+
+
+def rollout(
+    llm: LLM,
+    task: Task,
+    tools: Mapping[str, Tool],
+    jobs: list[tuple[Example, int]],
+    *,
+    max_steps: int,
+    batch_size: int,
+    params: SamplingParams,
+    demonstrations: int = 0,
+    on_step: OnStep | None = None,
+    on_done: OnDone | None = None,
+) -> Iterator[Trajectory]:
+    """Run every (example, sample) job to the end; yield each trajectory as it finishes.
+
+    `tools` maps an action tag to the tool that serves it (`tools.build_tools`). Sampling seeds are
+    derived from `params.seed`, the trajectory id and the step, so a trajectory is reproducible
+    whatever shares its batch (where the backend allows).
+    """
+    if batch_size < 1 or max_steps < 1:
+        raise ValueError("rollout: batch_size and max_steps must be at least 1")
+    tags = (*tools.keys(), "answer")
+    queue = deque(jobs)
+    active: list[_Active] = []
+    while queue or active:
+        while queue and len(active) < batch_size:
+            example, sample = queue.popleft()
+            active.append(_Active(start(example, sample, task, max_steps, demonstrations), example, time.time()))
+        convs = [a.traj.messages for a in active]
+        seeds = [seed_for(params.seed, a.traj.id, len(a.traj.steps)) for a in active]
+        completions = llm.generate(convs, params, seeds)
+        if len(completions) != len(active):
+            raise RuntimeError(f"backend returned {len(completions)} turns for {len(active)} conversations")
+        finished: list[_Active] = []
+        stepped: list[tuple[_Active, Step]] = []
+        calls: dict[str, list[tuple[_Active, Step]]] = {}
+        for a, completion in zip(active, completions, strict=True):
+            if getattr(completion, "finish_reason", "stop") == "context":
+                a.traj.stop_reason = "context"
+                finished.append(a)
+                continue
+            step = _take_turn(a, completion, task, tags)
+            stepped.append((a, step))
+            if step.action == "answer":
+                finished.append(a)
+            elif step.action in tools and step.malformed != "repeated_query":
+                calls.setdefault(step.action, []).append((a, step))
+        _run_tools(tools, calls)
+        for a, step in stepped:
+            if step.result is not None:
+                a.traj.messages.append({"role": "user", "content": _user_turn(step)})
+            if a not in finished and len(a.traj.steps) >= max_steps:
+                a.traj.stop_reason = "step_cap"
+                finished.append(a)
+            if on_step is not None:
+                on_step(a.traj, step)
+        for a in finished:
+            a.traj.seconds = round(time.time() - a.started, 3)
+            active.remove(a)
+            if on_done is not None:
+                on_done(a.traj)
+            yield a.traj
+
+
+def _take_turn(a: _Active, completion: Completion, task: Task, tags: tuple[str, ...]) -> Step:
+    """Parse one generated turn into a Step, append the assistant message, handle answer/none/repeat."""
+    traj = a.traj
+    action = parse_action(completion.text, allowed=tags)
+    step = Step(
+        index=len(traj.steps),
+        text=action.text,
+        action=action.kind,
+        query=action.query,
+        malformed=action.malformed,
+        prompt_tokens=completion.prompt_tokens,
+        completion_tokens=completion.completion_tokens,
+    )
+    traj.steps.append(step)
+    traj.prompt_tokens += completion.prompt_tokens
+    traj.completion_tokens += completion.completion_tokens
+    traj.messages.append({"role": "assistant", "content": action.text})
+    if action.kind == "answer":
+        traj.final_answer = task.extract_answer(action.text)
+        grade = task.grade(traj.final_answer, a.example)
+        traj.correct, traj.score, traj.stop_reason = bool(grade.correct), float(grade.score), "answer"
+    elif action.kind == "none":
+        step.result = reminder(action.malformed or "no_tag", tags)
+    else:
+        key = (action.kind, action.query or "")
+        if key in a.seen:
+            step.malformed = "repeated_query"
+            step.result = REPEATED_NOTE + a.seen[key]
+    if step.malformed:
+        traj.malformed[step.malformed] = traj.malformed.get(step.malformed, 0) + 1
+    return step
+
+
+def _run_tools(tools: Mapping[str, Tool], calls: dict[str, list[tuple[_Active, Step]]]) -> None:
+    """One batch call per tool for the whole step; a tool that raises fails only its own queries."""
+    for tag, items in calls.items():
+        tool = tools[tag]
+        queries = [step.query or "" for _, step in items]
+        try:
+            results = list(tool.batch(queries))
+            if len(results) != len(queries):
+                raise RuntimeError(f"returned {len(results)} results for {len(queries)} queries")
+        except Exception as exc:  # a broken tool must not stop the batch; the model sees the error
+            results = [f"error: tool {tool.name} failed ({type(exc).__name__}: {exc})"] * len(queries)
+        for (a, step), result in zip(items, results, strict=True):
+            step.tool, step.result = tool.name, str(result)
+            a.seen[(tag, step.query or "")] = step.result
+
+
+def _user_turn(step: Step) -> str:
+    if step.action in ("none", "answer"):
+        return step.result or ""
+    return format_result(step.query or "", step.result or "")

@@ -1,0 +1,228 @@
+"""Backends: hf (stop strings, padding, seeds, context) on tiny models, openai against a real
+llama.cpp server on loopback, vllm's clear errors, and the helpers every backend shares."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from swirl_lite.backends import (
+    SamplingParams,
+    cut_at_stop,
+    params_count_demos,
+    restore_stop,
+    seed_for,
+)
+
+# ---------------------------------------------------------------- shared helpers
+
+
+def test_cut_at_stop_keeps_the_earliest_stop_string():
+    assert cut_at_stop("a <math_exp>1</math_exp> b </answer>", ("</answer>", "</math_exp>")) == (
+        "a <math_exp>1</math_exp>", True,
+    )
+    assert cut_at_stop("no tag here", ("</answer>",)) == ("no tag here", False)
+
+
+def test_restore_stop_closes_the_tag_a_server_cut_off():
+    stop = ("</answer>", "</math_exp>")
+    assert restore_stop("Think. <math_exp>2 + 3", stop) == "Think. <math_exp>2 + 3</math_exp>"
+    assert restore_stop("done <answer>5</answer>", stop) == "done <answer>5</answer>"
+    assert restore_stop("just prose", stop) == "just prose"
+    assert restore_stop("<b>bold</b> then <answer>7", stop) == "<b>bold</b> then <answer>7</answer>"
+
+
+def test_seeds_are_stable_and_distinct():
+    assert seed_for(0, "q#1", 2) == seed_for(0, "q#1", 2)
+    assert len({seed_for(0, "q#1", s) for s in range(50)}) == 50
+
+
+def test_demonstrations_by_model_size():
+    assert [params_count_demos(n) for n in (135_000_000, 1_500_000_000, 8_000_000_000, None)] == [2, 1, 0, 1]
+
+
+# ---------------------------------------------------------------- hf
+
+
+def bigram_model(tiny_model_dir):
+    """The tiny Llama rewired to say " ok</answer>" forever: layers zeroed, so the next token
+    depends only on the current one through a hand-set embedding and biased lm_head."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from swirl_lite.backends.hf import HFLLM
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    ok, open_, answer, close = (tok.encode(s, add_special_tokens=False)[0] for s in (" ok", "</", "answer", ">"))
+    hidden = model.config.hidden_size
+    with torch.no_grad():
+        for p in model.model.layers.parameters():
+            p.zero_()
+        emb = model.model.embed_tokens.weight
+        emb.zero_()
+        head = torch.nn.Linear(hidden, emb.shape[0], bias=True)
+        head.weight.zero_()
+        head.bias.zero_()
+        head.bias[ok] = 5.0  # any other context: " ok"
+        for i, (cur, nxt) in enumerate(((ok, open_), (open_, answer), (answer, close), (close, ok))):
+            emb[cur, i] = 1.0
+            head.weight[nxt, i] = 50.0
+    model.lm_head = head
+    model.eval()
+    return HFLLM(model, tok, max_context=256)
+
+
+def chat(text: str) -> list[dict]:
+    return [{"role": "user", "content": text}]
+
+
+def test_hf_stops_at_the_closing_tag_with_left_padding(tiny_model_dir):
+    llm = bigram_model(tiny_model_dir)
+    short, long = chat("hi"), chat("a much longer question " * 5)
+    outs = llm.generate([short, long], SamplingParams(max_new_tokens=40))
+    for out, conv in zip(outs, (short, long), strict=True):
+        assert out.text == " ok</answer>" and out.finish_reason == "stop"
+        assert out.completion_tokens == 4 and out.prompt_tokens == len(llm.prompt_ids(conv))
+    [free] = llm.generate([short], SamplingParams(max_new_tokens=9, stop=()))
+    assert free.finish_reason == "length" and free.completion_tokens == 9
+    assert free.text.startswith(" ok</answer> ok</answer>")
+
+
+def test_hf_reports_context_overflow_without_failing_the_batch(tiny_model_dir):
+    llm = bigram_model(tiny_model_dir)
+    outs = llm.generate([chat("word " * 300), chat("hi")], SamplingParams(max_new_tokens=16))
+    assert outs[0].finish_reason == "context" and outs[0].text == "" and outs[0].prompt_tokens > 256
+    assert outs[1].text == " ok</answer>"
+
+
+def test_hf_sampling_is_reproducible_per_row_whatever_the_batch(tiny_model_dir):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from swirl_lite.backends.hf import HFLLM
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
+    llm = HFLLM(model, tok)
+    params = SamplingParams(temperature=1.0, top_p=0.9, max_new_tokens=12, stop=())
+    a, b = chat("the same question"), chat("another one, longer than the first")
+    [alone] = llm.generate([a], params, seeds=[7])
+    _, batched = llm.generate([b, a], params, seeds=[3, 7])
+    [other] = llm.generate([a], params, seeds=[8])
+    assert alone.text == batched.text and alone.completion_tokens == 12
+    assert other.text != alone.text
+    greedy = SamplingParams(temperature=0.0, max_new_tokens=8, stop=())
+    assert llm.generate([a], greedy, seeds=[1])[0].text == llm.generate([a], greedy, seeds=[2])[0].text
+
+
+# ---------------------------------------------------------------- vllm
+
+
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vllm is installed")
+def test_vllm_missing_is_a_one_line_error():
+    from swirl_lite.backends.vllm import check_available
+
+    with pytest.raises(RuntimeError, match=r"pip install 'swirl-lite\[vllm\]'") as err:
+        check_available()
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.gpu
+def test_vllm_generates_with_stop_strings_and_seeds(embedded_path):
+    pytest.importorskip("vllm")
+    from swirl_lite.backends.vllm import VLLMLLM
+    from swirl_lite.config import ModelConfig
+
+    llm = VLLMLLM.from_config(ModelConfig(name=embedded_path, max_seq_length=1024), gpu_memory_utilization=0.3)
+    params = SamplingParams(temperature=0.8, max_new_tokens=32)
+    convs = [chat("Write <answer>4</answer> and stop."), chat("word " * 2000)]
+    first, second = llm.generate(convs, params, seeds=[5, 6]), llm.generate(convs[:1], params, seeds=[5])
+    assert first[0].text == second[0].text and first[1].finish_reason == "context"
+    assert first[0].completion_tokens > 0
+    llm.close()
+
+
+# ---------------------------------------------------------------- openai against a real server
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def llama_server():
+    """llama-cpp-python's OpenAI-compatible server on loopback, serving the embedded GGUF."""
+    pytest.importorskip("llama_cpp.server.app", reason="needs llama-cpp-python[server]")
+    from swirl_lite.models import embedded_gguf
+
+    port = free_port()
+    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(embedded_gguf()), "--host", "127.0.0.1",
+           "--port", str(port), "--n_ctx", "1024", "--n_threads", "2", "--verbose", "false"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ})
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        import httpx
+
+        deadline = time.time() + 60
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"llama.cpp server exited: {proc.stderr.read().decode()[-500:]}")
+            try:
+                if httpx.get(f"{url}/models", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.time() > deadline:
+                pytest.fail("llama.cpp server did not start within 60 s")
+            time.sleep(0.3)
+        yield url
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def test_openai_backend_against_a_real_server(llama_server):
+    from swirl_lite.backends.openai import OpenAILLM
+
+    llm = OpenAILLM(llama_server, "smollm2", concurrency=4, timeout_s=60, max_retries=1)
+    params = SamplingParams(temperature=0.8, max_new_tokens=16)
+    convs = [chat("Say hello."), chat("word " * 1200), chat("Count to five.")]
+    outs = llm.generate(convs, params, seeds=[11, 12, 13])
+    assert outs[1].finish_reason == "context"
+    for out in (outs[0], outs[2]):
+        assert out.prompt_tokens > 0 and 0 < out.completion_tokens <= 16 and out.text
+    again = llm.generate([convs[0]], params, seeds=[11])
+    assert again[0].text == outs[0].text  # the seed goes to the server
+    llm.close()
+
+
+def test_openai_rollout_on_a_real_server(llama_server):
+    from swirl_lite.backends.openai import OpenAILLM
+    from swirl_lite.rollout import rollout
+    from swirl_lite.tasks import get_task
+    from swirl_lite.tools import build_tools
+
+    task = get_task("arithmetic")
+    examples = task.load("train", 1)
+    llm = OpenAILLM(llama_server, "smollm2", concurrency=4, timeout_s=60, max_retries=1)
+    trajs = list(rollout(
+        llm, task, build_tools([], None, task, examples), [(ex, s) for ex in examples for s in range(2)],
+        max_steps=2, batch_size=4, params=SamplingParams(temperature=0.7, max_new_tokens=32), demonstrations=1,
+    ))
+    assert sorted(t.id for t in trajs) == sorted(f"{ex.id}#{s}" for ex in examples for s in range(2))
+    for t in trajs:
+        assert 1 <= len(t.steps) <= 2 and t.stop_reason in ("answer", "step_cap")
+        assert t.completion_tokens == sum(s.completion_tokens for s in t.steps) > 0
+        for step in t.steps:
+            if step.action != "none":  # a parsed action ends at its (restored) closing tag
+                assert step.text.endswith(f"</{step.action}>")
+    llm.close()

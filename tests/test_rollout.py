@@ -1,0 +1,161 @@
+"""The rollout engine with a ScriptedLLM: lockstep batching, one tool batch per step, continuous
+batching, the malformed-output rules, grading, step cap and context limit."""
+
+from __future__ import annotations
+
+import pytest
+
+from swirl_lite.backends import SamplingParams
+from swirl_lite.backends.scripted import ScriptedLLM
+from swirl_lite.rollout import MALFORMED_RULES, REPEATED_NOTE, rollout
+from swirl_lite.tasks import get_task
+from swirl_lite.tasks.base import Example
+from swirl_lite.tools.calculator import Calculator
+
+PARAMS = SamplingParams(temperature=0.0, max_new_tokens=64)
+
+
+class CountingCalculator:
+    """The real calculator, recording the size of every batch call."""
+
+    name, tag = "calculator", "math_exp"
+
+    def __init__(self):
+        self.inner = Calculator()
+        self.batches: list[list[str]] = []
+
+    def batch(self, queries: list[str]) -> list[str]:
+        self.batches.append(list(queries))
+        return self.inner.batch(queries)
+
+
+@pytest.fixture
+def task():
+    return get_task("arithmetic")
+
+
+def examples(n: int) -> list[Example]:
+    return [Example(f"q{i}", f"What is {i} plus {i + 1}?", str(2 * i + 1)) for i in range(n)]
+
+
+def run(llm, task, tools, jobs, **kw):
+    kw = {"max_steps": 5, "batch_size": 4, "params": PARAMS, **kw}
+    return list(rollout(llm, task, tools, jobs, **kw))
+
+
+def test_lockstep_one_generation_and_one_tool_batch_per_step(task):
+    tool = CountingCalculator()
+    llm = ScriptedLLM(["Add them. <math_exp>2 + 3</math_exp> trailing text", "<answer>5</answer>"])
+    trajs = run(llm, task, {"math_exp": tool}, [(ex, s) for ex in examples(3) for s in range(2)])
+    assert llm.calls == [4, 4, 2, 2]  # 6 jobs, batch 4: one generate call per step
+    assert [len(b) for b in tool.batches] == [4, 2]  # one calculator batch per step with tool calls
+    assert sorted(t.id for t in trajs) == sorted(f"q{i}#{s}" for i in range(3) for s in range(2))
+    t = trajs[0]
+    assert t.steps[0].text.endswith("</math_exp>")  # cut at the stop string
+    assert t.steps[0].result == "5" and t.steps[0].tool == "calculator"
+    assert t.messages[t.prompt_len + 1] == {"role": "user", "content": "2 + 3 -> 5"}
+
+
+def test_finished_trajectories_free_their_slot(task):
+    scripts = {
+        "0 plus": ["<answer>1</answer>"],
+        "1 plus": ["<math_exp>1+2</math_exp>", "<math_exp>3*1</math_exp>", "<answer>3</answer>"],
+        "2 plus": ["<math_exp>2+3</math_exp>", "<answer>5</answer>"],
+    }
+    llm = ScriptedLLM(scripts)
+    trajs = run(llm, task, {"math_exp": Calculator()}, [(ex, 0) for ex in examples(3)], batch_size=2)
+    assert llm.calls == [2, 2, 2]  # q2 takes q0's slot at step 2; no half-empty steps
+    assert [t.id for t in trajs] == ["q0#0", "q1#0", "q2#0"]
+    assert all(t.correct for t in trajs)
+
+
+def test_malformed_rules_are_counted_kept_and_recovered_from(task):
+    tool = CountingCalculator()
+    script = [
+        "I think the answer is near 5.",  # no_tag
+        "<math_exp>2 + 3",  # unclosed_tag
+        "<search_query>two plus three</search_query>",  # unknown_tag (no search tool here)
+        "<math_exp>   </math_exp>",  # empty_query
+        "<math_exp>2 + 3</math_exp> and <answer>5</answer>",  # two_actions (stop strings ignored)
+        "again <math_exp>2 + 3</math_exp>",  # repeated_query
+        "<answer>5</answer>",
+    ]
+    llm = ScriptedLLM(script, honor_stop=False)
+    [t] = run(llm, task, {"math_exp": tool}, [(examples(3)[2], 0)], max_steps=10)
+    rules = [s.malformed for s in t.steps]
+    assert rules == ["no_tag", "unclosed_tag", "unknown_tag", "empty_query", "two_actions", "repeated_query", None]
+    assert set(t.malformed) == set(MALFORMED_RULES) and all(v == 1 for v in t.malformed.values())
+    assert tool.batches == [["2 + 3"]]  # the repeat was not run again
+    assert t.steps[4].text == "<math_exp>2 + 3</math_exp>"  # the first action stands, the rest is dropped
+    assert t.steps[5].result == REPEATED_NOTE + "5" and t.steps[5].tool is None
+    for step in t.steps[:4]:
+        assert step.action == "none" and "<answer>" in step.result  # a format reminder
+    assert t.stop_reason == "answer" and t.correct and t.final_answer == "5"
+
+
+def test_messages_alternate_after_the_prompt(task):
+    llm = ScriptedLLM(["<math_exp>1+1</math_exp>", "hmm", "<answer>2</answer>"])
+    ex = examples(1)[0]
+    [t] = run(llm, task, {"math_exp": Calculator()}, [(ex, 0)], demonstrations=1)
+    assert t.messages[: t.prompt_len] == task.prompt(ex, 5, 1)
+    roles = [m["role"] for m in t.messages[t.prompt_len :]]
+    assert roles == ["assistant", "user"] * 2 + ["assistant"]
+    assert t.prompt_tokens > 0 and t.completion_tokens == sum(s.completion_tokens for s in t.steps) > 0
+
+
+def test_answer_is_graded_and_wrong_answers_score_zero(task):
+    llm = ScriptedLLM({"0 plus": ["<answer>1</answer>"], "1 plus": ["<answer>4</answer>"]})
+    trajs = {t.question_id: t for t in run(llm, task, {}, [(ex, 0) for ex in examples(2)])}
+    assert (trajs["q0"].correct, trajs["q0"].score) == (True, 1.0)
+    assert (trajs["q1"].correct, trajs["q1"].score, trajs["q1"].final_answer) == (False, 0.0, "4")
+
+
+def test_step_cap_ends_a_trajectory(task):
+    llm = ScriptedLLM([f"<math_exp>{i} + 1</math_exp>" for i in range(10)])
+    [t] = run(llm, task, {"math_exp": Calculator()}, [(examples(1)[0], 0)], max_steps=3)
+    assert t.stop_reason == "step_cap" and len(t.steps) == 3 and t.final_answer is None
+    assert t.messages[-1]["content"] == "2 + 1 -> 3"  # the last tool result is still recorded
+
+
+def test_context_limit_ends_a_trajectory(task):
+    ex = examples(1)[0]
+    prompt_words = sum(len(m["content"].split()) for m in task.prompt(ex, 5, 0))
+    llm = ScriptedLLM(["<math_exp>1 + 1</math_exp>"] * 5, max_context=prompt_words + PARAMS.max_new_tokens + 3)
+    [t] = run(llm, task, {"math_exp": Calculator()}, [(ex, 0)])
+    assert t.stop_reason == "context" and len(t.steps) == 1
+
+
+def test_token_budget_cuts_a_turn(task):
+    llm = ScriptedLLM(["word " * 100 + "<answer>1</answer>", "<answer>1</answer>"])
+    [t] = run(llm, task, {}, [(examples(1)[0], 0)], params=SamplingParams(max_new_tokens=10))
+    assert t.steps[0].completion_tokens == 10 and t.steps[0].malformed == "no_tag"
+    assert t.stop_reason == "answer" and len(t.steps) == 2
+
+
+def test_a_failing_tool_fails_only_its_queries(task):
+    class Broken:
+        name, tag = "broken", "math_exp"
+
+        def batch(self, queries):
+            raise RuntimeError("boom")
+
+    llm = ScriptedLLM(["<math_exp>1+1</math_exp>", "<answer>2</answer>"])
+    trajs = run(llm, task, {"math_exp": Broken()}, [(ex, 0) for ex in examples(2)])
+    assert all("boom" in t.steps[0].result and t.stop_reason == "answer" for t in trajs)
+
+
+def test_callbacks_see_every_step_and_every_end(task):
+    seen_steps, seen_done = [], []
+    llm = ScriptedLLM(["<math_exp>1+1</math_exp>", "<answer>2</answer>"])
+    trajs = run(
+        llm, task, {"math_exp": Calculator()}, [(ex, 0) for ex in examples(3)],
+        on_step=lambda t, s: seen_steps.append((t.id, s.index)),
+        on_done=lambda t: seen_done.append(t.id),
+    )
+    assert sorted(seen_steps) == sorted((t.id, i) for t in trajs for i in range(2))
+    assert seen_done == [t.id for t in trajs]
+
+
+def test_bad_arguments_are_refused(task):
+    with pytest.raises(ValueError, match="batch_size"):
+        run(ScriptedLLM([]), task, {}, [(examples(1)[0], 0)], batch_size=0)
