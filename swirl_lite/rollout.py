@@ -19,12 +19,13 @@ is ours. Steps with a malformed action still count towards the step cap.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from swirl_lite.actions import format_result, parse_action
+from swirl_lite.actions import format_result, parse_action, stop_strings
 from swirl_lite.backends import LLM, Completion, SamplingParams, make_llm, seed_for
 from swirl_lite.schema import Step, Trajectory
 from swirl_lite.tasks.base import Example, Task
@@ -99,6 +100,9 @@ def rollout(
     if batch_size < 1 or max_steps < 1:
         raise ValueError("rollout: batch_size and max_steps must be at least 1")
     tags = (*tools.keys(), "answer")
+    extra = tuple(s for s in stop_strings(tags) if s not in params.stop)
+    if extra:  # a user tool with its own tag: stop at its closing tag too
+        params = dataclasses.replace(params, stop=(*params.stop, *extra))
     queue = deque(jobs)
     active: list[_Active] = []
     while queue or active:
