@@ -61,6 +61,7 @@ def answer_one(recipe: Recipe, llm, task, tools, question: str, number: int, dem
         batch_size=1,
         params=params,
         demonstrations=demos,
+        max_malformed_in_a_row=recipe.generate.max_malformed_in_a_row,
         on_step=show_step,
     ):
         result = traj

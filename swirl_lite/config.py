@@ -120,6 +120,9 @@ class GenerateConfig(Section):
     demonstrations: int | None = Field(
         None, ge=0, description="Demonstration trajectories prepended as chat turns; unset = by model size."
     )
+    max_malformed_in_a_row: int | None = Field(
+        None, ge=1, description="End a trajectory after this many consecutive turns with no usable action; unset = never."
+    )
     shard_size: int = Field(64, ge=1, description="Trajectories per output shard (the resume unit).")
     seed: int = Field(0, description="Sampling seed.")
     openai: OpenAIEndpoint = Field(default_factory=OpenAIEndpoint)

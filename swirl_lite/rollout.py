@@ -14,7 +14,10 @@ repeated tool query is not run again, and its result says so. Every rule that fi
 `Trajectory.malformed` and named on the step.
 
 Departure from the paper: the paper does not say how it treats malformed turns; the reminder turn
-is ours. Steps with a malformed action still count towards the step cap.
+is ours. Steps with a malformed action still count towards the step cap. A small model that has
+lost the format tends to stay lost (the 135M default repeats a tag-less turn to the step cap), so
+`max_malformed_in_a_row=N` ends a trajectory after N consecutive turns with no usable action
+(stop reason "malformed"); unset, only the step cap ends it.
 """
 
 from __future__ import annotations
@@ -88,6 +91,7 @@ def rollout(
     batch_size: int,
     params: SamplingParams,
     demonstrations: int = 0,
+    max_malformed_in_a_row: int | None = None,
     on_step: OnStep | None = None,
     on_done: OnDone | None = None,
 ) -> Iterator[Trajectory]:
@@ -135,6 +139,9 @@ def rollout(
             if a not in finished and len(a.traj.steps) >= max_steps:
                 a.traj.stop_reason = "step_cap"
                 finished.append(a)
+            elif a not in finished and _lost(a.traj.steps, max_malformed_in_a_row):
+                a.traj.stop_reason = "malformed"
+                finished.append(a)
             if on_step is not None:
                 on_step(a.traj, step)
         for a in finished:
@@ -176,6 +183,11 @@ def _take_turn(a: _Active, completion: Completion, task: Task, tags: tuple[str, 
     if step.malformed:
         traj.malformed[step.malformed] = traj.malformed.get(step.malformed, 0) + 1
     return step
+
+
+def _lost(steps: list[Step], limit: int | None) -> bool:
+    """The last `limit` turns all had no usable action (the model has lost the format)."""
+    return bool(limit) and len(steps) >= limit and all(s.action == "none" for s in steps[-limit:])
 
 
 def _run_tools(tools: Mapping[str, Tool], calls: dict[str, list[tuple[_Active, Step]]]) -> None:

@@ -48,7 +48,7 @@ class Trajectory:
     final_answer: str | None = None
     correct: bool | None = None
     score: float | None = None  # graded score in [0, 1] (F1 for QA, 0/1 for math)
-    stop_reason: str = ""  # "answer" | "step_cap" | "context" | "error"
+    stop_reason: str = ""  # "answer" | "step_cap" | "malformed" | "context" | "error"
     malformed: dict[str, int] = field(default_factory=dict)
     prompt_tokens: int = 0
     completion_tokens: int = 0

@@ -117,6 +117,17 @@ def test_step_cap_ends_a_trajectory(task):
     assert t.messages[-1]["content"] == "2 + 1 -> 3"  # the last tool result is still recorded
 
 
+def test_consecutive_malformed_turns_end_a_trajectory_when_asked(task):
+    turns = ["no tag here", "<math_exp>1 + 1</math_exp>", "still none", "none again", "<answer>2</answer>"]
+    jobs = [(examples(1)[0], 0)]
+    [lost] = run(ScriptedLLM(turns), task, {"math_exp": Calculator()}, jobs, max_malformed_in_a_row=2)
+    # the first tag-less turn is forgiven (a tool call follows); two in a row end it
+    assert lost.stop_reason == "malformed" and [s.action for s in lost.steps] == ["none", "math_exp", "none", "none"]
+    assert lost.malformed["no_tag"] == 3 and lost.final_answer is None
+    [kept] = run(ScriptedLLM(turns), task, {"math_exp": Calculator()}, jobs)  # unset: only the step cap
+    assert kept.stop_reason == "answer" and len(kept.steps) == 5
+
+
 def test_context_limit_ends_a_trajectory(task):
     ex = examples(1)[0]
     prompt_words = sum(len(m["content"].split()) for m in task.prompt(ex, 5, 0))

@@ -141,6 +141,7 @@ def evaluate_task(
             batch_size=recipe.eval.batch_size,
             params=params,
             demonstrations=demos,
+            max_malformed_in_a_row=recipe.generate.max_malformed_in_a_row,
         ):
             done[traj.question_id] = traj
             sink(traj)

@@ -109,6 +109,7 @@ def run(recipe: Recipe, run_dir: RunDir, llm: Any = None) -> dict[str, Any]:
             for traj in rollout(
                 llm, task, tools, jobs, max_steps=max_steps, batch_size=g.batch_size,
                 params=params_from_recipe(recipe), demonstrations=demos, on_step=on_step,
+                max_malformed_in_a_row=g.max_malformed_in_a_row,
             ):
                 records.append(writer.add(traj))
                 bar.advance(handle)
