@@ -13,7 +13,7 @@ conversation whose state plus one action budget no longer fits the context comes
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -131,6 +131,27 @@ def seed_for(base: int, *parts: object) -> int:
 
     digest = hashlib.sha256(repr((base, *parts)).encode()).digest()
     return int.from_bytes(digest[:8], "big") >> 1
+
+
+def generate_fitting(
+    prompts: list[list[int]],
+    params: SamplingParams,
+    max_context: int,
+    generate: Callable[[list[int]], list[Completion]],
+) -> list[Completion]:
+    """Run `generate(indices)` on the prompts that leave room for `max_new_tokens`; the others get
+    an empty `finish_reason="context"` completion, so one over-long chat never fails the batch."""
+    results: list[Completion | None] = [None] * len(prompts)
+    fits = []
+    for i, ids in enumerate(prompts):
+        if len(ids) + params.max_new_tokens > max_context:
+            results[i] = Completion("", len(ids), 0, "context")
+        else:
+            fits.append(i)
+    if fits:
+        for i, completion in zip(fits, generate(fits), strict=True):
+            results[i] = completion
+    return results  # type: ignore[return-value]
 
 
 def params_count_demos(num_params: int | None) -> int:

@@ -24,7 +24,7 @@ import copy
 from collections.abc import Sequence
 from typing import Any
 
-from swirl_lite.backends import Completion, SamplingParams, cut_at_stop, seed_for
+from swirl_lite.backends import Completion, SamplingParams, cut_at_stop, generate_fitting, seed_for
 
 
 class SeededSampler:
@@ -140,18 +140,10 @@ class HFLLM:
         if seeds is None:
             seeds = [seed_for(params.seed, self._calls, i) for i in range(len(conversations))]
         prompts = [self.prompt_ids(c) for c in conversations]
-        results: list[Completion | None] = [None] * len(prompts)
-        fits = []
-        for i, ids in enumerate(prompts):
-            if len(ids) + params.max_new_tokens > self.max_context:
-                results[i] = Completion("", len(ids), 0, "context")
-            else:
-                fits.append(i)
-        if fits:
-            outs = self._generate([prompts[i] for i in fits], params, [seeds[i] for i in fits])
-            for i, completion in zip(fits, outs, strict=True):
-                results[i] = completion
-        return results  # type: ignore[return-value]
+        return generate_fitting(
+            prompts, params, self.max_context,
+            lambda fits: self._generate([prompts[i] for i in fits], params, [seeds[i] for i in fits]),
+        )
 
     def _generate(self, prompts: list[list[int]], params: SamplingParams, seeds: Sequence[int]) -> list[Completion]:
         import torch

@@ -16,7 +16,7 @@ import importlib.util
 from collections.abc import Sequence
 from typing import Any
 
-from swirl_lite.backends import Completion, SamplingParams, cut_at_stop, seed_for
+from swirl_lite.backends import Completion, SamplingParams, cut_at_stop, generate_fitting, seed_for
 
 LORA_RANKS = (8, 16, 32, 64, 128, 256)
 
@@ -93,11 +93,8 @@ class VLLMLLM:
         if seeds is None:
             seeds = [seed_for(params.seed, self._calls, i) for i in range(len(conversations))]
         prompts = [self._ids(c) for c in conversations]
-        results: list[Completion | None] = [None] * len(prompts)
-        todo = [i for i, ids in enumerate(prompts) if len(ids) + params.max_new_tokens <= self.max_context]
-        for i in set(range(len(prompts))) - set(todo):
-            results[i] = Completion("", len(prompts[i]), 0, "context")
-        if todo:
+
+        def run(todo: list[int]) -> list[Completion]:
             sampling = [
                 VSampling(
                     temperature=params.temperature, top_p=params.top_p if params.temperature > 0 else 1.0,
@@ -109,12 +106,15 @@ class VLLMLLM:
             outputs = self.engine.generate(
                 [{"prompt_token_ids": prompts[i]} for i in todo], sampling, use_tqdm=False, lora_request=self.lora
             )
+            done = []
             for i, out in zip(todo, outputs, strict=True):
                 gen = out.outputs[0]
                 text, _ = cut_at_stop(gen.text, params.stop)
                 reason = "length" if gen.finish_reason == "length" else "stop"
-                results[i] = Completion(text, len(prompts[i]), len(gen.token_ids), reason)
-        return results  # type: ignore[return-value]
+                done.append(Completion(text, len(prompts[i]), len(gen.token_ids), reason))
+            return done
+
+        return generate_fitting(prompts, params, self.max_context, run)
 
     def _ids(self, conversation: list[dict]) -> list[int]:
         text = self.tokenizer.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
