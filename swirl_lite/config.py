@@ -144,6 +144,10 @@ class JudgeConfig(Section):
     max_new_tokens: int = Field(256, ge=8, description="generate mode: budget of the rationale.")
     reference_weight: float = Field(0.5, ge=0.0, le=1.0, description="mix: weight of the reference judge.")
     reference_f1: float = Field(0.5, ge=0.0, le=1.0, description="reference: a QA answer is good when its F1 with gold >= this.")
+    format_credit: float = Field(
+        0.0, ge=0.0, lt=0.5,
+        description="Least score of a well-formed action (one valid tag); under 0.5, so it never makes a step GOOD. 0 = the judge alone.",
+    )
     outcome: Literal["grader", "llm"] = Field("grader", description="Outcome judge: task grader or LLM YES/NO.")
     openai: OpenAIEndpoint = Field(default_factory=OpenAIEndpoint)
 

@@ -9,7 +9,7 @@ import math
 import pytest
 
 from swirl_lite.config import OpenAIEndpoint, Recipe
-from swirl_lite.judges import CachedScorer, MixScorer, VerdictCache, build_scorer
+from swirl_lite.judges import CachedScorer, FormatCredit, MixScorer, VerdictCache, build_scorer
 from swirl_lite.judges.llm import HFEngine, LLMJudge, OpenAIEngine
 from swirl_lite.judges.prompts import parse_verdict, view_of
 from swirl_lite.judges.reference import ReferenceJudge
@@ -142,6 +142,23 @@ def test_build_scorer_reference_and_mix(tmp_path):
     scorer = build_scorer(recipe, cache=tmp_path / "c")
     assert isinstance(scorer, CachedScorer) and scorer.identity.startswith("reference:")
     assert scorer.score([math_sub([], "<math_exp>3 * 4</math_exp>")])[0].label == "GOOD"
+
+
+def test_format_credit_lifts_well_formed_wrong_steps_only():
+    subs = [
+        math_sub([], "<math_exp>3 * 4</math_exp>"),  # gold step: 1.0 stays
+        math_sub([], "<math_exp>3 + 4</math_exp>"),  # well-formed, wrong: credit
+        math_sub([], "I am not sure what to do."),  # no tag: 0
+        math_sub([], "Cost: <math_exp>3 + 4"),  # unclosed tag: 0
+    ]
+    verdicts = FormatCredit(ReferenceJudge(), 0.2).score(subs)
+    assert [v.score for v in verdicts] == [1.0, 0.2, 0.0, 0.0]
+    assert [v.label for v in verdicts] == ["GOOD", "BAD", "BAD", "BAD"]  # the credit never makes a step GOOD
+    recipe = Recipe.model_validate({"judge": {"kind": "reference", "format_credit": 0.2}})
+    scorer = build_scorer(recipe)
+    assert scorer.identity.endswith("+format>=0.2") and scorer.score(subs[1:2])[0].score == 0.2
+    with pytest.raises(ValueError, match="format_credit"):
+        Recipe.model_validate({"judge": {"format_credit": 0.5}})
 
 
 # ---------------------------------------------------------------- LLM judges on a tiny model

@@ -6,6 +6,8 @@ judge, and the verdict cache. The same `StepScorer` filters trajectories and is 
 
 `judge.kind`: `llm` (the paper: a model rates each step; `llm.py`), `reference` (gold steps; a
 departure, see `reference.py`), `mix` (weighted: reference_weight x reference + the rest x llm).
+`judge.format_credit` (a departure, for small policies): a well-formed action scores at least this
+much, so RL sees a gradient towards the format before it finds any GOOD step (`FormatCredit`).
 `judge.model`: `policy` (the policy's base weights, adapter switched off while judging), a hub id,
 folder or GGUF (loaded with `models.load_model`), or `openai` (an OpenAI-compatible endpoint).
 Verdicts are cached on disk by (judge identity incl. prompt version, state, action), so a rerun or a
@@ -17,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -27,7 +30,7 @@ from swirl_lite.judges.reference import ReferenceJudge
 from swirl_lite.schema import SubTrajectory, Verdict
 
 __all__ = [
-    "CachedScorer", "LLMJudge", "LLMOutcomeJudge", "MixScorer", "ReferenceJudge", "StepScorer",
+    "CachedScorer", "FormatCredit", "LLMJudge", "LLMOutcomeJudge", "MixScorer", "ReferenceJudge", "StepScorer",
     "VerdictCache", "build_engine", "build_scorer",
 ]
 
@@ -112,6 +115,36 @@ class MixScorer:
         return out
 
 
+def well_formed(sub: SubTrajectory) -> bool:
+    """The action is exactly one usable tag (no malformed-output rule fires)."""
+    from swirl_lite.actions import parse_action
+
+    text = "".join(str(m.get("content", "")) for m in sub.completion if isinstance(m, dict))
+    action = parse_action(text)
+    return action.kind != "none" and action.malformed is None
+
+
+class FormatCredit:
+    """`judge.format_credit`: a well-formed action scores at least `credit` (< 0.5, so its label stays).
+
+    With a sparse judge (the reference judge on a 135M policy: ~3% of sampled actions GOOD) most
+    GRPO groups score all zeros and give no gradient; a small credit for the format separates a
+    tag-less ramble from a wrong but usable step, and the judge's 1.0 still dominates.
+    """
+
+    def __init__(self, inner: StepScorer, credit: float):
+        self.inner, self.credit = inner, credit
+        self.identity = f"{inner.identity}+format>={credit:g}"
+
+    def score(self, subs: list[SubTrajectory]) -> list[Verdict]:
+        out = []
+        for sub, v in zip(subs, self.inner.score(subs), strict=True):
+            if v.score < self.credit and well_formed(sub):
+                v = replace(v, score=self.credit, rationale=f"{v.rationale}; well-formed")
+            out.append(replace(v, judge=self.identity))
+        return out
+
+
 def _policy_base_config(recipe: Recipe) -> ModelConfig:
     return recipe.model.model_copy(update={"adapter": None})
 
@@ -161,9 +194,8 @@ def build_scorer(
         reference = cached(ReferenceJudge(search, j.reference_f1, task_kind))
     if j.kind in ("llm", "mix"):
         llm = cached(LLMJudge(engine or build_engine(recipe, policy), j.mode))
-    if j.kind == "mix":
-        return MixScorer(reference, llm, j.reference_weight)
-    return reference if reference is not None else llm
+    scorer = MixScorer(reference, llm, j.reference_weight) if j.kind == "mix" else reference or llm
+    return FormatCredit(scorer, j.format_credit) if j.format_credit > 0 else scorer
 
 
 class LLMOutcomeJudge:
