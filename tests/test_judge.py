@@ -150,10 +150,14 @@ def test_format_credit_lifts_well_formed_wrong_steps_only():
         math_sub([], "<math_exp>3 + 4</math_exp>"),  # well-formed, wrong: credit
         math_sub([], "I am not sure what to do."),  # no tag: 0
         math_sub([], "Cost: <math_exp>3 + 4"),  # unclosed tag: 0
+        math_sub([("<math_exp>3 + 4</math_exp>", "3 + 4 -> 7")], "<math_exp>7</math_exp>"),  # copies a result: 0
+        math_sub([("<math_exp>3 + 4</math_exp>", "3 + 4 -> 7")], "<math_exp>4 + 3</math_exp>"),  # same value: 0
+        math_sub([("<math_exp>3 + 4</math_exp>", "3 + 4 -> 7")], "<math_exp>7 * 2</math_exp>"),  # new value: credit
+        math_sub([("<math_exp>3 + 4</math_exp>", "3 + 4 -> 7")], "<answer>7</answer>"),  # wrong answer: credit
     ]
     verdicts = FormatCredit(ReferenceJudge(), 0.2).score(subs)
-    assert [v.score for v in verdicts] == [1.0, 0.2, 0.0, 0.0]
-    assert [v.label for v in verdicts] == ["GOOD", "BAD", "BAD", "BAD"]  # the credit never makes a step GOOD
+    assert [v.score for v in verdicts] == [1.0, 0.2, 0.0, 0.0, 0.0, 0.0, 0.2, 0.2]
+    assert {v.label for v in verdicts[1:]} == {"BAD"}  # the credit never makes a step GOOD
     recipe = Recipe.model_validate({"judge": {"kind": "reference", "format_credit": 0.2}})
     scorer = build_scorer(recipe)
     assert scorer.identity.endswith("+format>=0.2") and scorer.score(subs[1:2])[0].score == 0.2

@@ -6,7 +6,7 @@ judge, and the verdict cache. The same `StepScorer` filters trajectories and is 
 
 `judge.kind`: `llm` (the paper: a model rates each step; `llm.py`), `reference` (gold steps; a
 departure, see `reference.py`), `mix` (weighted: reference_weight x reference + the rest x llm).
-`judge.format_credit` (a departure, for small policies): a well-formed action scores at least this
+`judge.format_credit` (a departure, for small policies): a usable new action scores at least this
 much, so RL sees a gradient towards the format before it finds any GOOD step (`FormatCredit`).
 `judge.model`: `policy` (the policy's base weights, adapter switched off while judging), a hub id,
 folder or GGUF (loaded with `models.load_model`), or `openai` (an OpenAI-compatible endpoint).
@@ -25,7 +25,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from swirl_lite.config import ModelConfig, Recipe
 from swirl_lite.judges.llm import HFEngine, LLMJudge, OpenAIEngine
-from swirl_lite.judges.prompts import PROMPT_VERSION, outcome_messages
+from swirl_lite.judges.prompts import PROMPT_VERSION, outcome_messages, view_of
 from swirl_lite.judges.reference import ReferenceJudge
 from swirl_lite.schema import SubTrajectory, Verdict
 
@@ -115,21 +115,36 @@ class MixScorer:
         return out
 
 
-def well_formed(sub: SubTrajectory) -> bool:
-    """The action is exactly one usable tag (no malformed-output rule fires)."""
-    from swirl_lite.actions import parse_action
+def usable_new_step(sub: SubTrajectory) -> bool:
+    """One well-formed action that does something new: not a repeated query, and for a calculation
+    an expression that evaluates, has an operator, and gives a value no earlier result had."""
+    import re
 
-    text = "".join(str(m.get("content", "")) for m in sub.completion if isinstance(m, dict))
-    action = parse_action(text)
-    return action.kind != "none" and action.malformed is None
+    from swirl_lite.judges.reference import calculate, same_value
+    from swirl_lite.tasks.grading import parse_number
+
+    view = view_of(sub)
+    if view.kind == "none" or view.malformed is not None:
+        return False
+    if any(p.kind == view.kind and p.query == view.query for p in view.prior):
+        return False
+    if view.kind != "math_exp":
+        return True
+    value = calculate(view.query or "")
+    if value is None or not re.search(r"\d\s*[-+*/^%]|\w\(", view.query or ""):
+        return False  # an error, or a bare number copied from a result
+    earlier = [parse_number(p.result) for p in view.prior if p.kind == "math_exp" and p.result]
+    return not any(e is not None and same_value(value, e) for e in earlier)
 
 
 class FormatCredit:
-    """`judge.format_credit`: a well-formed action scores at least `credit` (< 0.5, so its label stays).
+    """`judge.format_credit`: a usable new step scores at least `credit` (< 0.5, so its label stays).
 
     With a sparse judge (the reference judge on a 135M policy: ~3% of sampled actions GOOD) most
     GRPO groups score all zeros and give no gradient; a small credit for the format separates a
-    tag-less ramble from a wrong but usable step, and the judge's 1.0 still dominates.
+    tag-less ramble from a wrong but usable step, and the judge's 1.0 still dominates. Only steps
+    that do something new earn it (`usable_new_step`): crediting every well-formed tag was measured
+    to teach the 135M policy to recompute its last result forever instead of answering.
     """
 
     def __init__(self, inner: StepScorer, credit: float):
@@ -139,7 +154,7 @@ class FormatCredit:
     def score(self, subs: list[SubTrajectory]) -> list[Verdict]:
         out = []
         for sub, v in zip(subs, self.inner.score(subs), strict=True):
-            if v.score < self.credit and well_formed(sub):
+            if v.score < self.credit and usable_new_step(sub):
                 v = replace(v, score=self.credit, rationale=f"{v.rationale}; well-formed")
             out.append(replace(v, judge=self.identity))
         return out
