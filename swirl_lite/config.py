@@ -146,7 +146,7 @@ class JudgeConfig(Section):
     reference_f1: float = Field(0.5, ge=0.0, le=1.0, description="reference: a QA answer is good when its F1 with gold >= this.")
     format_credit: float = Field(
         0.0, ge=0.0, lt=0.5,
-        description="Least score of a well-formed action (one valid tag); under 0.5, so it never makes a step GOOD. 0 = the judge alone.",
+        description="Least score of a usable new action (one valid tag, not a repeat); under 0.5, so it never makes a step GOOD. 0 = the judge alone.",
     )
     outcome: Literal["grader", "llm"] = Field("grader", description="Outcome judge: task grader or LLM YES/NO.")
     openai: OpenAIEndpoint = Field(default_factory=OpenAIEndpoint)

@@ -144,7 +144,7 @@ def test_build_scorer_reference_and_mix(tmp_path):
     assert scorer.score([math_sub([], "<math_exp>3 * 4</math_exp>")])[0].label == "GOOD"
 
 
-def test_format_credit_lifts_well_formed_wrong_steps_only():
+def test_format_credit_lifts_usable_new_wrong_steps_only():
     subs = [
         math_sub([], "<math_exp>3 * 4</math_exp>"),  # gold step: 1.0 stays
         math_sub([], "<math_exp>3 + 4</math_exp>"),  # well-formed, wrong: credit

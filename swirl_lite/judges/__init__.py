@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import sqlite3
 from dataclasses import replace
 from pathlib import Path
@@ -26,8 +27,9 @@ from typing import Any, Protocol, runtime_checkable
 from swirl_lite.config import ModelConfig, Recipe
 from swirl_lite.judges.llm import HFEngine, LLMJudge, OpenAIEngine
 from swirl_lite.judges.prompts import PROMPT_VERSION, outcome_messages, view_of
-from swirl_lite.judges.reference import ReferenceJudge
+from swirl_lite.judges.reference import ReferenceJudge, calculate, same_value
 from swirl_lite.schema import SubTrajectory, Verdict
+from swirl_lite.tasks.grading import parse_number
 
 __all__ = [
     "CachedScorer", "FormatCredit", "LLMJudge", "LLMOutcomeJudge", "MixScorer", "ReferenceJudge", "StepScorer",
@@ -118,11 +120,6 @@ class MixScorer:
 def usable_new_step(sub: SubTrajectory) -> bool:
     """One well-formed action that does something new: not a repeated query, and for a calculation
     an expression that evaluates, has an operator, and gives a value no earlier result had."""
-    import re
-
-    from swirl_lite.judges.reference import calculate, same_value
-    from swirl_lite.tasks.grading import parse_number
-
     view = view_of(sub)
     if view.kind == "none" or view.malformed is not None:
         return False
@@ -155,7 +152,7 @@ class FormatCredit:
         out = []
         for sub, v in zip(subs, self.inner.score(subs), strict=True):
             if v.score < self.credit and usable_new_step(sub):
-                v = replace(v, score=self.credit, rationale=f"{v.rationale}; well-formed")
+                v = replace(v, score=self.credit, rationale=f"{v.rationale}; usable new step")
             out.append(replace(v, judge=self.identity))
         return out
 
