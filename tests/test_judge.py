@@ -145,18 +145,21 @@ def test_build_scorer_reference_and_mix(tmp_path):
 
 
 def test_format_credit_lifts_usable_new_wrong_steps_only():
+    seven = ("<math_exp>3 + 4</math_exp>", "3 + 4 -> 7")
     subs = [
         math_sub([], "<math_exp>3 * 4</math_exp>"),  # gold step: 1.0 stays
-        math_sub([], "<math_exp>3 + 4</math_exp>"),  # well-formed, wrong: credit
+        math_sub([], "<math_exp>3 + 4</math_exp>"),  # well-formed, wrong, numbers from the problem: credit
         math_sub([], "I am not sure what to do."),  # no tag: 0
         math_sub([], "Cost: <math_exp>3 + 4"),  # unclosed tag: 0
-        math_sub([("<math_exp>3 + 4</math_exp>", "3 + 4 -> 7")], "<math_exp>7</math_exp>"),  # copies a result: 0
-        math_sub([("<math_exp>3 + 4</math_exp>", "3 + 4 -> 7")], "<math_exp>4 + 3</math_exp>"),  # same value: 0
-        math_sub([("<math_exp>3 + 4</math_exp>", "3 + 4 -> 7")], "<math_exp>7 * 2</math_exp>"),  # new value: credit
-        math_sub([("<math_exp>3 + 4</math_exp>", "3 + 4 -> 7")], "<answer>7</answer>"),  # wrong answer: credit
+        math_sub([seven], "<math_exp>7</math_exp>"),  # copies a result: 0
+        math_sub([seven], "<math_exp>4 + 3</math_exp>"),  # same value: 0
+        math_sub([seven], "<math_exp>20 - 7</math_exp>"),  # new value from the problem and a result: credit
+        math_sub([seven], "<answer>7</answer>"),  # wrong answer: 0
+        math_sub([], "<math_exp>3 * 9</math_exp>"),  # 9 is in neither the problem nor a result: 0
+        math_sub([], "<math_exp>20 - 3.5</math_exp>"),  # 3.5 is not 3: 0
     ]
     verdicts = FormatCredit(ReferenceJudge(), 0.2).score(subs)
-    assert [v.score for v in verdicts] == [1.0, 0.2, 0.0, 0.0, 0.0, 0.0, 0.2, 0.2]
+    assert [v.score for v in verdicts] == [1.0, 0.2, 0.0, 0.0, 0.0, 0.0, 0.2, 0.0, 0.0, 0.0]
     assert {v.label for v in verdicts[1:]} == {"BAD"}  # the credit never makes a step GOOD
     recipe = Recipe.model_validate({"judge": {"kind": "reference", "format_credit": 0.2}})
     scorer = build_scorer(recipe)

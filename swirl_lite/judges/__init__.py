@@ -117,19 +117,32 @@ class MixScorer:
         return out
 
 
+_NUMBER = re.compile(r"(?<![\d.])\d+(?:\.\d+)?(?!\d)")
+
+
+def _numbers(text: str) -> set[float]:
+    return {float(n) for n in _NUMBER.findall(text.replace(",", ""))}
+
+
 def usable_new_step(sub: SubTrajectory) -> bool:
-    """One well-formed action that does something new: not a repeated query, and for a calculation
-    an expression that evaluates, has an operator, and gives a value no earlier result had."""
+    """One well-formed tool call that does something new: not a repeated query, and for a calculation
+    an expression that evaluates, has an operator, uses only numbers the problem or an earlier result
+    gave, and gives a value no earlier result had. An answer never earns format credit: a wrong
+    answer is wrong, and crediting it was measured to teach a 135M policy to answer at once."""
     view = view_of(sub)
-    if view.kind == "none" or view.malformed is not None:
+    if view.kind in ("none", "answer") or view.malformed is not None:
         return False
     if any(p.kind == view.kind and p.query == view.query for p in view.prior):
         return False
     if view.kind != "math_exp":
         return True
-    value = calculate(view.query or "")
-    if value is None or not re.search(r"\d\s*[-+*/^%]|\w\(", view.query or ""):
+    query = view.query or ""
+    value = calculate(query)
+    if value is None or not re.search(r"\d\s*[-+*/^%]|\w\(", query):
         return False  # an error, or a bare number copied from a result
+    known = _numbers(view.question) | {n for p in view.prior if p.result for n in _numbers(p.result)}
+    if not _numbers(query) <= known:
+        return False  # a number from nowhere
     earlier = [parse_number(p.result) for p in view.prior if p.kind == "math_exp" and p.result]
     return not any(e is not None and same_value(value, e) for e in earlier)
 
@@ -141,7 +154,8 @@ class FormatCredit:
     GRPO groups score all zeros and give no gradient; a small credit for the format separates a
     tag-less ramble from a wrong but usable step, and the judge's 1.0 still dominates. Only steps
     that do something new earn it (`usable_new_step`): crediting every well-formed tag was measured
-    to teach the 135M policy to recompute its last result forever instead of answering.
+    to teach the 135M policy to recompute its last result forever instead of answering, and
+    crediting wrong answers to answer at once with a number from nowhere.
     """
 
     def __init__(self, inner: StepScorer, credit: float):
