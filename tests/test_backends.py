@@ -122,6 +122,38 @@ def test_hf_sampling_is_reproducible_per_row_whatever_the_batch(tiny_model_dir):
     assert llm.generate([a], greedy, seeds=[1])[0].text == llm.generate([a], greedy, seeds=[2])[0].text
 
 
+def test_hf_kv_caches_reuse_each_rows_history_and_change_nothing(tiny_model_dir):
+    """Step k of a multi-step rollout feeds only what is new since step k-1, and the turns are the
+    ones an uncached backend gives (float64, so batched-matmul noise cannot flip a greedy pick)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from swirl_lite.backends.hf import HFLLM
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float64).eval()
+    cached, plain = HFLLM(model, tok), HFLLM(model, tok, prefix_cache=False)
+    system = {"role": "system", "content": "Solve the problem step by step with the calculator tool. " * 4}
+    convs = [[system, {"role": "user", "content": q}] for q in ("What is 3 + 4?", "Ana has 12 pens and buys 7 more.")]
+    params = SamplingParams(temperature=0.8, max_new_tokens=10, stop=())
+    for step in range(3):
+        seeds = [step * 10 + i for i in range(len(convs))]
+        got, want = cached.generate(convs, params, seeds), plain.generate(convs, params, seeds)
+        assert [c.text for c in got] == [c.text for c in want]
+        assert [c.completion_tokens for c in got] == [c.completion_tokens for c in want]
+        prompts = [tuple(cached.prompt_ids(c)) for c in convs]
+        if step == 0:  # only the common instructions come from a cache
+            assert cached.last_cached[0] > 0 and len({p[: cached.last_cached[0]] for p in prompts}) == 1
+        else:  # each row's own history (its last prompt at least) came from the row cache
+            assert all(c >= n for c, n in zip(cached.last_cached, previous, strict=True))
+        previous = [len(p) for p in prompts]
+        for conv, out in zip(convs, got, strict=True):
+            conv += [{"role": "assistant", "content": out.text}, {"role": "user", "content": f"result {step}"}]
+    assert len(cached.rows.entries) == 2
+    cached.generate(convs[:1], params, [0])  # a row the call does not ask for is dropped
+    assert len(cached.rows.entries) == 1
+
+
 # ---------------------------------------------------------------- vllm
 
 

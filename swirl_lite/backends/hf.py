@@ -10,12 +10,18 @@ generator (a logits processor that samples and masks, with greedy picking the sa
 trajectory's text depends on its seed, not on which other trajectories share the batch (up to the
 last-bit float noise of batched matmuls).
 
-Prefix caching: every row of a rollout batch starts with the same instructions and demonstrations,
-and a single trajectory's state grows by one turn per step. The key/value cache of the batch's
-longest common token prefix is computed once (kept, cropped and extended across calls) and shared
-by all rows: rows are laid out as [shared prefix][padding][own suffix], and the attention mask and
-position ids (from the mask's cumsum) skip the padding hole. Output is the same as without it.
-Only for plain full-attention caches (not sliding-window or unsloth-patched models).
+KV caching across calls: every row of a rollout batch starts with the same instructions and
+demonstrations, and a trajectory's state grows by one turn per step. Two caches keep that work from
+being redone. The prefix cache holds the key/value cache of the batch's longest common token prefix
+(computed once, cropped and extended across calls). The row cache keeps each conversation's own
+keys/values (its prompt and the tokens it generated) from one call to the next, so at step k a row
+only feeds the tokens that are new since step k-1 (its last turn's tail and the tool result) instead
+of its whole history. Each row takes the longer of the two. Rows are laid out as
+[padding][cached tokens][padding][new tokens]: the cache is left-padded to the longest cached part,
+and the attention mask and position ids (from the mask's cumsum) skip both holes. Output is the same
+as without caching (up to float noise). Rows a call does not ask for are dropped from the row cache
+(their trajectories ended). Only for plain full-attention caches (not sliding-window or
+unsloth-patched models); `prefix_cache=False` turns both off.
 """
 
 from __future__ import annotations
@@ -108,6 +114,56 @@ def _common_prefix(rows: Sequence[Sequence[int]]) -> int:
     return n
 
 
+class RowCache:
+    """Each conversation's own KV cache from the last call: (token ids, per-layer (keys, values))."""
+
+    def __init__(self) -> None:
+        self.entries: list[tuple[list[int], list[tuple[Any, Any]]]] = []
+
+    def lookup(self, ids: list[int]) -> tuple[int, list[tuple[Any, Any]] | None]:
+        """(usable cached length, layers) of the stored row sharing the longest prefix with `ids`;
+        at least one token of `ids` is always left uncached."""
+        best, layers = 0, None
+        for stored, kv in self.entries:
+            n = min(_common_prefix([stored, ids]), len(ids) - 1)
+            if n > best:
+                best, layers = n, kv
+        return best, layers
+
+    def replace(self, entries: list[tuple[list[int], list[tuple[Any, Any]]]]) -> None:
+        self.entries = entries
+
+    def clear(self) -> None:
+        self.entries = []
+
+
+def _layers(cache: Any) -> list[tuple[Any, Any]]:
+    """Per-layer (keys, values) tensors [batch, heads, tokens, dim] of a DynamicCache."""
+    return [(layer.keys, layer.values) for layer in cache.layers]
+
+
+def _left_padded_cache(config: Any, rows: list[list[tuple[Any, Any]] | None], lengths: list[int]) -> Any:
+    """A DynamicCache of len(rows) rows, row i holding the first lengths[i] positions of its own
+    (batch-1) layers right-aligned after zeros, which the attention mask hides (None: no positions)."""
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=config)
+    if any(type(layer).__name__ != "DynamicLayer" for layer in cache.layers):
+        raise TypeError("not a plain full-attention cache")
+    depth = max(lengths)
+    model_layers = next(r for r in rows if r is not None)
+    for layer, (k0, v0) in enumerate(model_layers):
+        keys = k0.new_zeros((len(rows), k0.shape[1], depth, k0.shape[3]))
+        values = v0.new_zeros((len(rows), v0.shape[1], depth, v0.shape[3]))
+        for i, (row, n) in enumerate(zip(rows, lengths, strict=True)):
+            if row is not None and n:
+                k, v = row[layer]
+                keys[i, :, depth - n :] = k[0, :, :n]
+                values[i, :, depth - n :] = v[0, :, :n]
+        cache.update(keys, values, layer)
+    return cache
+
+
 class HFLLM:
     """`LLM` over a transformers causal LM and its tokenizer (left padding, pad token set)."""
 
@@ -118,6 +174,7 @@ class HFLLM:
     def __init__(self, model: Any, tokenizer: Any, max_context: int = 4096, prefix_cache: bool = True):
         self.model = model
         self.prefix = PrefixCache(model) if prefix_cache else None
+        self.rows = RowCache()
         self.tokenizer = tokenizer
         self.max_context = max_context
         self.num_params = count_params(model)
@@ -125,6 +182,7 @@ class HFLLM:
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         self._calls = 0
+        self.last_cached: list[int] = []
         eos = getattr(model.generation_config, "eos_token_id", None)
         eos = eos if isinstance(eos, list) else [eos]
         self.end_ids = {i for i in [*eos, tokenizer.eos_token_id, tokenizer.pad_token_id] if i is not None}
@@ -149,12 +207,17 @@ class HFLLM:
         import torch
 
         pad = self.tokenizer.pad_token_id
-        shared, cache = self._shared_prefix(prompts)
-        suffixes = [p[shared:] for p in prompts]
-        width = max(len(s) for s in suffixes)
-        head = prompts[0][:shared]
-        input_ids = torch.tensor([head + [pad] * (width - len(s)) + s for s in suffixes])
-        mask = torch.tensor([[1] * shared + [0] * (width - len(s)) + [1] * len(s) for s in suffixes])
+        cached, kv = self._cached_prefixes(prompts)
+        self.last_cached = cached  # for tests and benchmarks: tokens per row that came from a cache
+        suffixes = [p[c:] for p, c in zip(prompts, cached, strict=True)]
+        depth, width = max(cached), max(len(s) for s in suffixes)
+        input_ids = torch.tensor([
+            [pad] * (depth - c) + p[:c] + [pad] * (width - len(s)) + s
+            for p, c, s in zip(prompts, cached, suffixes, strict=True)
+        ])
+        mask = torch.tensor([
+            [0] * (depth - c) + [1] * c + [0] * (width - len(s)) + [1] * len(s) for c, s in zip(cached, suffixes, strict=True)
+        ])
         device = self.model.device
         config = copy.deepcopy(self.model.generation_config)
         # Sampling is ours (SeededSampler); transformers only ever picks the top token.
@@ -167,36 +230,64 @@ class HFLLM:
             from transformers import LogitsProcessorList
 
             processors = LogitsProcessorList([SeededSampler(seeds, params.temperature, params.top_p, device)])
-        extra = {"cache": cache} if cache is not None else {}
+        extra = {"cache": kv} if kv is not None else {}
         with torch.inference_mode():
             out = self.model.generate(
                 input_ids=input_ids.to(device), attention_mask=mask.to(device), generation_config=config,
                 logits_processor=processors or None, tokenizer=self.tokenizer, **extra,
             )
-        new = out[:, shared + width :].tolist()
-        return [self._completion(len(p), ids, params) for p, ids in zip(prompts, new, strict=True)]
+        new = out[:, depth + width :].tolist()
+        completions = [self._completion(len(p), ids, params) for p, ids in zip(prompts, new, strict=True)]
+        if kv is not None:
+            self._keep_rows(kv, prompts, cached, depth, width, new)
+        return completions
 
-    def _shared_prefix(self, prompts: list[list[int]]) -> tuple[int, Any]:
-        """(length, batch-expanded KV cache) of the rows' common prefix; (0, None) when not used."""
+    def _cached_prefixes(self, prompts: list[list[int]]) -> tuple[list[int], Any]:
+        """Per row, how many leading tokens come from a cache, and the batch KV cache holding them
+        left-padded to the longest ((all 0s, None) when caching is off or saves nothing)."""
+        none = [0] * len(prompts), None
         if self.prefix is None:
-            return 0, None
-        shared = min(_common_prefix(prompts), min(len(p) for p in prompts) - 1)  # >= 1 new token per row
-        if shared < self.MIN_PREFIX:
-            return 0, None
+            return none
         import torch
 
+        # at least one new token per row: generation needs a fresh last position
+        shared = min(_common_prefix(prompts), min(len(p) for p in prompts) - 1)
+        own = [self.rows.lookup(p) for p in prompts]
+        use_shared = shared >= self.MIN_PREFIX
+        cached = [n if n > shared and n >= self.MIN_PREFIX else shared if use_shared else 0 for n, _ in own]
+        if max(cached) == 0:
+            self.rows.clear()
+            return none
         try:
             with torch.inference_mode():
-                cache = copy.deepcopy(self.prefix.get(prompts[0][:shared]))
+                prefix = _layers(self.prefix.get(prompts[0][:shared])) if use_shared and shared in cached else None
+                sources = [None if c == 0 else prefix if c == shared else layers for c, (_, layers) in zip(cached, own, strict=True)]
+                kv = _left_padded_cache(self.model.config, sources, cached)
         except (TypeError, ValueError, NotImplementedError, AttributeError) as exc:  # unusual cache layouts: plain path
             from swirl_lite.console import console
 
-            console.print(f"[dim]hf backend: prefix caching off for this model ({exc})[/]")
+            console.print(f"[dim]hf backend: KV caching off for this model ({exc})[/]")
             self.prefix = None
-            return 0, None
-        if len(prompts) > 1:
-            cache.batch_repeat_interleave(len(prompts))
-        return shared, cache
+            self.rows.clear()
+            return none
+        return cached, kv
+
+    def _keep_rows(self, kv: Any, prompts: list[list[int]], cached: list[int], depth: int, width: int,
+                   new: list[list[int]]) -> None:
+        """Store each row's own keys/values (prompt and the generated tokens fed back) for the next call."""
+        import torch
+
+        fed = max(len(new[0]) - 1, 0)  # the last sampled token was never fed through the model
+        entries = []
+        for i, (p, c) in enumerate(zip(prompts, cached, strict=True)):
+            real = next((k for k, t in enumerate(new[i]) if t in self.end_ids), len(new[i]))
+            keep = min(real, fed)
+            w = len(p) - c
+            positions = [*range(depth - c, depth), *range(depth + width - w, depth + width + keep)]
+            index = torch.tensor(positions, device=self.model.device)
+            layers = [(k[i : i + 1].index_select(2, index), v[i : i + 1].index_select(2, index)) for k, v in _layers(kv)]
+            entries.append((p + new[i][:keep], layers))
+        self.rows.replace(entries)
 
     def _completion(self, prompt_len: int, ids: list[int], params: SamplingParams) -> Completion:
         end = next((k for k, t in enumerate(ids) if t in self.end_ids), len(ids))
