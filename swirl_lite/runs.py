@@ -43,15 +43,23 @@ class RunDir:
     def is_done(self, stage: str) -> bool:
         return stage in self.manifest()["stages"]
 
+    def mark_started(self, stage: str, inputs: dict[str, Any]) -> None:
+        """Record the settings a stage starts with, so a crashed run resumes only with the same ones."""
+        data = self.manifest()
+        data.setdefault("started", {})[stage] = inputs
+        write_text_atomic(self.path / MANIFEST, json.dumps(data, indent=2))
+
     def mark_done(self, stage: str, summary: dict[str, Any] | None = None) -> None:
         data = self.manifest()
         data["stages"][stage] = {"finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"), **(summary or {})}
+        data.get("started", {}).pop(stage, None)
         write_text_atomic(self.path / MANIFEST, json.dumps(data, indent=2))
 
     def forget(self, stage: str) -> None:
         """Drop a stage from the manifest and delete its output, so it is redone from scratch."""
         data = self.manifest()
-        if data["stages"].pop(stage, None) is not None:
+        dropped = data["stages"].pop(stage, None) is not None
+        if data.get("started", {}).pop(stage, None) is not None or dropped:
             write_text_atomic(self.path / MANIFEST, json.dumps(data, indent=2))
         target = self.path / stage
         if target.is_dir():

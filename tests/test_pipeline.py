@@ -71,3 +71,30 @@ def test_unknown_from_stage(tmp_path, fake_stages):
     recipe, run = _run_dir(tmp_path)
     with pytest.raises(ValueError, match="not a stage"):
         pipeline.run_pipeline(recipe, run, from_stage="train")
+
+
+def test_a_changed_recipe_redoes_the_stages_that_read_it(tmp_path, fake_stages, capsys):
+    recipe, run = _run_dir(tmp_path)
+    pipeline.run_pipeline(recipe, run)
+    hotter = build_recipe({"output": {"dir": str(tmp_path), "name": "t"}, "filter": {"threshold": 0.7}})
+    pipeline.run_pipeline(hotter, run)
+    assert fake_stages == ["generate", "split", "filter", "filter"], "generate and split did not read filter"
+    assert "filter.threshold 0.5 -> 0.7" in capsys.readouterr().out
+    colder = build_recipe({"output": {"dir": str(tmp_path), "name": "t"}, "filter": {"threshold": 0.7},
+                           "generate": {"temperature": 0.1}})
+    pipeline.run_pipeline(colder, run)
+    assert fake_stages[4:] == ["generate", "split", "filter"], "a generate change redoes everything after it"
+    pipeline.run_pipeline(colder.model_copy(update={"output": hotter.output}), run)
+    assert len(fake_stages) == 7, "the same settings again: nothing to redo"
+
+
+def test_partial_output_from_other_settings_is_not_resumed(tmp_path, fake_stages):
+    recipe, run = _run_dir(tmp_path)
+    run.mark_started("generate", pipeline.stage_inputs("generate", recipe))
+    (run / "generate").mkdir()
+    (run / "generate" / "shard-00000.jsonl").write_text("half of a crashed run")  # the fake stage writes a file here
+    other = build_recipe({"output": {"dir": str(tmp_path), "name": "t"}, "generate": {"temperature": 0.1}})
+    pipeline.run_stage("generate", other, run)
+    assert (run / "generate").read_text() == "generate output 1"
+    assert "started" not in run.manifest() or "generate" not in run.manifest()["started"]
+    assert run.manifest()["stages"]["generate"]["inputs"]["generate.temperature"] == 0.1
