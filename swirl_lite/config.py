@@ -80,8 +80,10 @@ class DataConfig(Section):
     kind: Literal["auto", "math", "qa"] = Field(
         "auto", description="custom task: math (step cap 10) or qa (step cap 5)."
     )
-    demonstrations_from: Literal["builtin", "train"] = Field(
-        "builtin", description="Demonstrations: the task's written ones, or (gsm8k) converted train-split solutions."
+    demonstrations_from: Literal["builtin", "train", "similar"] = Field(
+        "builtin",
+        description="Demonstrations: the task's written ones; train-split gold solutions (gsm8k, arithmetic); "
+        "or the train solutions most similar to each question (BM25).",
     )
 
 

@@ -187,7 +187,45 @@ def test_builtin_stays_the_default_and_other_tasks_reject_train():
     task = get_task(DataConfig(task="gsm8k", path=str(TINY)))
     ex = task.load("train", shuffle=False)[0]
     assert task.prompt(ex, 10, 2) == build_prompt("math", ex.question, 10, DEMOS["math"][:2])
-    for name in ("arithmetic", "hotpotqa", "musique"):
+    for name in ("hotpotqa", "musique"):
         with pytest.raises(ValueError) as info:
             get_task(DataConfig(task=name, demonstrations_from="train"))
         assert "data.demonstrations_from" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_arithmetic_gold_demonstrations_replay_through_the_calculator():
+    from swirl_lite.tasks.arithmetic import gold_demonstration
+
+    calc = Calculator()
+    for ex in get_task("arithmetic").load("train", limit=200):
+        demo = gold_demonstration(ex)
+        calcs, answer = demo.steps[:-1], demo.steps[-1]
+        assert [s.query for s in calcs] == ex.meta["exprs"] and answer.tag == "answer" and answer.query == ex.answer
+        results = calc.batch([s.query for s in calcs])
+        assert results == [s.result for s in calcs] and [float(r) for r in results] == ex.meta["steps"]
+        assert demo.source == ex.id
+
+
+def test_similar_demonstrations_are_the_nearest_train_solutions():
+    task = get_task(DataConfig(task="arithmetic", demonstrations_from="similar"))
+    for ex in task.load("test", limit=20):
+        [demo] = task.demonstrations(ex, 1)
+        # the nearest problem is a train problem of the same template: same words, other numbers
+        words = lambda q: {w for w in q.split() if not any(c.isdigit() for c in w)}  # noqa: E731
+        assert len(words(demo.question) & words(ex.question)) >= 0.6 * len(words(ex.question))
+        assert demo.question in {e.question for e in task.load("train", limit=1000)}
+    train = task.load("train", limit=5)
+    assert all(d.source != train[0].id for d in task.demonstrations(train[0], 3))  # never its own solution
+    assert len(task.demonstrations(train[0], 3)) == 3
+    fixed = get_task(DataConfig(task="arithmetic", demonstrations_from="train"))
+    tests = task.load("test", limit=2)
+    assert fixed.demonstrations(tests[0], 2) == fixed.demonstrations(tests[1], 2)  # the same for every question
+
+
+def test_similar_gsm8k_demonstrations_on_the_tiny_file():
+    task = get_task(DataConfig(task="gsm8k", path=str(TINY), demonstrations_from="similar"))
+    lena = Example("other-id", "Lena picks 40 plums and gives a third of them to her sister. How many are left?", "27")
+    demos = task.demonstrations(lena, 2)
+    assert len(demos) == 2 and demos[-1].question.startswith("Lena picks 30 plums")  # nearest sits last
+    own = next(ex for ex in task.load("train", shuffle=False) if ex.question.startswith("Lena picks 30"))
+    assert all(not d.question.startswith("Lena picks 30") for d in task.demonstrations(own, 3))

@@ -8,7 +8,8 @@ wages, recipes, gardens.
 Deterministic: problem i of a split is drawn from `Random(f"{seed}:{split}:{i}:{attempt}")`.
 Splits never overlap: a problem belongs to the split named by a hash of its text (80% train, 10%
 validation, 10% test), and a draw that lands in another split's bucket is redrawn. Duplicates inside
-a split are dropped. `meta["steps"]` holds the gold intermediate values in order.
+a split are dropped. `meta["steps"]` holds the gold intermediate values in order, `meta["exprs"]`
+the calculator expressions that compute them (a problem's gold solution, `gold_demonstration`).
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ import hashlib
 import random
 from collections.abc import Callable
 
+from swirl_lite.config import DataConfig
 from swirl_lite.tasks.base import Example
 from swirl_lite.tasks.common import BaseTask
+from swirl_lite.tasks.prompts import Demonstration, DemoStep
 
 NAMES = ("Ana", "Ben", "Chloe", "Dev", "Emma", "Farid", "Grace", "Hiro", "Ines", "Jon",
          "Kemi", "Leo", "Maya", "Nils", "Omar", "Priya", "Rosa", "Sam", "Tara", "Yusuf")
@@ -27,7 +30,7 @@ BUCKETS = {"train": range(0, 8), "validation": range(8, 9), "test": range(9, 10)
 SPLIT_NAMES = {"train": "train", "validation": "validation", "dev": "validation", "test": "test"}
 DEFAULT_SIZE = 1000
 
-Problem = tuple[str, list[int], int]  # question, intermediate values, answer
+Problem = tuple[str, list[int], int, list[str]]  # question, intermediate values, answer, gold expressions
 
 
 def _change(r: random.Random) -> Problem:
@@ -38,7 +41,7 @@ def _change(r: random.Random) -> Problem:
         f"{n} buys {a} {item} at ${p} each and pays with a ${bill} bill. How much change does {n} get?",
         f"One of the {item} costs ${p}. {n} pays for {a} of them with ${bill}. What is the change?",
     ))
-    return q, [a * p, bill - a * p], bill - a * p
+    return q, [a * p, bill - a * p], bill - a * p, [f"{a} * {p}", f"{bill} - {a * p}"]
 
 
 def _share(r: random.Random) -> Problem:
@@ -52,7 +55,7 @@ def _share(r: random.Random) -> Problem:
         f"{n} collects {a} {item} on Monday and {total - a} on Tuesday, then splits them equally "
         f"into {k} bags. How many {item} go in each bag?",
     ))
-    return q, [total, each], each
+    return q, [total, each], each, [f"{a} + {total - a}", f"{total} / {k}"]
 
 
 def _trip(r: random.Random) -> Problem:
@@ -62,7 +65,7 @@ def _trip(r: random.Random) -> Problem:
         f"A {vehicle} travels {s} km each hour for {h} hours and then {d} km more. How many km does it travel in all?",
         f"A {vehicle} goes {d} km, then drives for {h} hours at {s} km per hour. What is the total distance in km?",
     ))
-    return q, [s * h, s * h + d], s * h + d
+    return q, [s * h, s * h + d], s * h + d, [f"{s} * {h}", f"{s * h} + {d}"]
 
 
 def _wage(r: random.Random) -> Problem:
@@ -71,7 +74,7 @@ def _wage(r: random.Random) -> Problem:
         f"{n} earns ${w} an hour and works {h} hours on each of {days} days. How much does {n} earn?",
         f"{n} works {days} days a week, {h} hours a day, for ${w} an hour. What does {n} earn in a week?",
     ))
-    return q, [h * days, h * days * w], h * days * w
+    return q, [h * days, h * days * w], h * days * w, [f"{h} * {days}", f"{h * days} * {w}"]
 
 
 def _marbles(r: random.Random) -> Problem:
@@ -81,7 +84,7 @@ def _marbles(r: random.Random) -> Problem:
         f"A jar holds {a} red and {b} blue marbles. {n} takes out {c} marbles. How many marbles are left in the jar?",
         f"There are {a} red and {b} blue marbles in a box. After {n} removes {c}, how many remain?",
     ))
-    return q, [a + b, a + b - c], a + b - c
+    return q, [a + b, a + b - c], a + b - c, [f"{a} + {b}", f"{a + b} - {c}"]
 
 
 def _recipe(r: random.Random) -> Problem:
@@ -90,7 +93,7 @@ def _recipe(r: random.Random) -> Problem:
         f"A recipe uses {cups} cups of flour for {base} muffins. How many cups are needed for {base * times} muffins?",
         f"For {base} pancakes you need {cups} eggs. How many eggs do you need for {base * times} pancakes?",
     ))
-    return q, [times, times * cups], times * cups
+    return q, [times, times * cups], times * cups, [f"{base * times} / {base}", f"{times} * {cups}"]
 
 
 def _garden(r: random.Random) -> Problem:
@@ -99,7 +102,8 @@ def _garden(r: random.Random) -> Problem:
     left = rows * cols - picked
     q = (f"A garden has {rows} rows of {cols} plants. {n} pulls out {picked} plants and then plants "
          f"{planted} new ones. How many plants are in the garden now?")
-    return q, [rows * cols, left, left + planted], left + planted
+    return q, [rows * cols, left, left + planted], left + planted, [
+        f"{rows} * {cols}", f"{rows * cols} - {picked}", f"{left} + {planted}"]
 
 
 def _bake(r: random.Random) -> Problem:
@@ -109,7 +113,7 @@ def _bake(r: random.Random) -> Problem:
     each = (total - eaten) // k
     q = (f"{n} bakes {trays} trays of {per} cookies, eats {eaten}, and shares the rest equally among "
          f"{k} friends. How many cookies does each friend get?")
-    return q, [total, total - eaten, each], each
+    return q, [total, total - eaten, each], each, [f"{trays} * {per}", f"{total} - {eaten}", f"{total - eaten} / {k}"]
 
 
 def _two_items(r: random.Random) -> Problem:
@@ -118,7 +122,8 @@ def _two_items(r: random.Random) -> Problem:
     bill = next(x for x in (20, 50, 100) if x > total)
     q = (f"{n} buys {a} apples at ${p1} each and {b} melons at ${p2} each, and pays with ${bill}. "
          f"How much change does {n} get?")
-    return q, [a * p1, b * p2, total, bill - total], bill - total
+    return q, [a * p1, b * p2, total, bill - total], bill - total, [
+        f"{a} * {p1}", f"{b} * {p2}", f"{a * p1} + {b * p2}", f"{bill} - {total}"]
 
 
 def _running(r: random.Random) -> Problem:
@@ -126,7 +131,7 @@ def _running(r: random.Random) -> Problem:
     week = 5 * a + 2 * b
     q = (f"{n} runs {a} km on each weekday and {b} km on each day of the weekend. "
          f"How many km does {n} run in {w} weeks?")
-    return q, [5 * a, 2 * b, week, week * w], week * w
+    return q, [5 * a, 2 * b, week, week * w], week * w, [f"5 * {a}", f"2 * {b}", f"{5 * a} + {2 * b}", f"{week} * {w}"]
 
 
 TEMPLATES: dict[int, tuple[Callable[[random.Random], Problem], ...]] = {
@@ -159,6 +164,29 @@ class Arithmetic(BaseTask):
     default_tools = ("calculator",)
     max_steps = 10
     default_grader = "numeric"
+    demo_sources = ("builtin", "train", "similar")
+    POOL = DEFAULT_SIZE  # train problems that `similar` picks from
+
+    def __init__(self, data_cfg: DataConfig | None = None):
+        super().__init__(data_cfg)
+        self._nearest = None
+
+    def demonstrations(self, example: Example, n: int) -> list[Demonstration]:
+        """`data.demonstrations_from`: builtin (written), train (the first train problems' gold
+        solutions), similar (the train solutions nearest the question, `similar.py`)."""
+        source = self.cfg.demonstrations_from
+        if n <= 0 or source == "builtin":
+            return super().demonstrations(example, n)
+        if source == "train":
+            pool = [gold_demonstration(ex) for ex in problems("train", n + 1, self.cfg.seed)]
+            return [d for d in pool if d.source != example.id][:n]
+        if self._nearest is None:
+            from swirl_lite.tasks.similar import NearestDemonstrations
+
+            self._nearest = NearestDemonstrations(
+                [gold_demonstration(ex) for ex in problems("train", self.POOL, self.cfg.seed)]
+            )
+        return self._nearest.pick(example, n)
 
     def source(self) -> str:
         return "generated"
@@ -167,16 +195,32 @@ class Arithmetic(BaseTask):
         """`limit` (default 1000) distinct problems of `split`; `shuffle` has no effect (already random)."""
         if split not in SPLIT_NAMES:
             raise ValueError(f"data.split: arithmetic has splits {', '.join(SPLIT_NAMES)}, not {split!r}")
-        split = SPLIT_NAMES[split]
         self.skip_reasons.clear()
-        n = limit or DEFAULT_SIZE
-        seen: set[str] = set()
-        out: list[Example] = []
-        index = 0
-        while len(out) < n and index < 50 * n:
-            question, steps, answer = generate(split, seed, index)
-            if question not in seen:
-                seen.add(question)
-                out.append(Example(f"arith-{split}-{seed}-{index}", question, str(answer), meta={"steps": steps}))
-            index += 1
-        return out
+        return problems(SPLIT_NAMES[split], limit or DEFAULT_SIZE, seed)
+
+
+def gold_demonstration(example: Example) -> Demonstration:
+    """A problem's gold solution as a worked trajectory: its calculator steps, then the answer."""
+    from swirl_lite.tools.calculator import evaluate
+
+    steps = [
+        DemoStep("First I compute this." if i == 0 else "Next I use that result.", "math_exp", expr, evaluate(expr))
+        for i, expr in enumerate(example.meta["exprs"])
+    ]
+    steps.append(DemoStep(f"The answer is {example.answer}.", "answer", example.answer))
+    return Demonstration(example.question, tuple(steps), example.id)
+
+
+def problems(split: str, n: int, seed: int) -> list[Example]:
+    """The first `n` distinct problems of `split` (train, validation or test)."""
+    seen: set[str] = set()
+    out: list[Example] = []
+    index = 0
+    while len(out) < n and index < 50 * n:
+        question, steps, answer, exprs = generate(split, seed, index)
+        if question not in seen:
+            seen.add(question)
+            meta = {"steps": steps, "exprs": exprs}
+            out.append(Example(f"arith-{split}-{seed}-{index}", question, str(answer), meta=meta))
+        index += 1
+    return out

@@ -28,7 +28,7 @@ from swirl_lite.tasks.base import Example
 from swirl_lite.tasks.common import BaseTask
 from swirl_lite.tasks.grading import format_number, parse_number
 from swirl_lite.tasks.loading import SkipRow, need, sample, stable_id
-from swirl_lite.tasks.prompts import Demonstration, DemoStep
+from swirl_lite.tasks.prompts import Demonstration, DemoStep, same_question
 from swirl_lite.tools.calculator import evaluate
 
 _ANNOTATION = re.compile(r"<<([^<>=]*)=([^<>]*)>>")
@@ -194,14 +194,6 @@ def demonstration_pool(rows: Sequence[dict], size: int, seed: int, skipped: Coun
     return preferred + others
 
 
-def same_question(demo: Demonstration, example: Example) -> bool:
-    """Whether `demo` was built from `example` (same row id, or the same question text)."""
-    def norm(q: str) -> str:
-        return " ".join(q.split()).casefold()
-
-    return demo.source == example.id or norm(demo.question) == norm(example.question)
-
-
 class GSM8K(BaseTask):
     name = "gsm8k"
     kind = "math"
@@ -210,12 +202,13 @@ class GSM8K(BaseTask):
     hub_path = "openai/gsm8k"
     hub_config = "main"
     default_grader = "numeric"
-    demo_sources = ("builtin", "train")
+    demo_sources = ("builtin", "train", "similar")
 
     def __init__(self, data_cfg: DataConfig | None = None):
         super().__init__(data_cfg)
         self.demo_skip_reasons: Counter = Counter()  # reason -> train rows unusable as demonstrations
         self._demo_pools: dict[int, list[Demonstration]] = {}  # pool size -> pool
+        self._nearest = None  # `similar`: the index over the train pool, built on first use
 
     def parse_row(self, row: dict, index: int) -> Example:
         question = str(need(row, "question"))
@@ -228,6 +221,13 @@ class GSM8K(BaseTask):
         if n <= 0 or self.cfg.demonstrations_from == "builtin":
             return super().demonstrations(example, n)
         rows = self.rows("train")
+        if self.cfg.demonstrations_from == "similar":
+            if self._nearest is None:
+                from swirl_lite.tasks.similar import NearestDemonstrations
+
+                self.demo_skip_reasons = Counter()
+                self._nearest = NearestDemonstrations(demonstration_pool(rows, SCAN_ROWS, self.cfg.seed, self.demo_skip_reasons))
+            return self._nearest.pick(example, n)
         if n + 1 not in self._demo_pools:  # one spare: the asked question may be in the pool
             self.demo_skip_reasons = Counter()
             self._demo_pools[n + 1] = demonstration_pool(rows, n + 1, self.cfg.seed, self.demo_skip_reasons)

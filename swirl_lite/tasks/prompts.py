@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from swirl_lite.actions import format_result
+from swirl_lite.tasks.base import Example
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,14 @@ class Demonstration:
     question: str
     steps: tuple[DemoStep, ...]
     source: str | None = None  # id of the dataset row it was built from (never shown to the model)
+
+
+def same_question(demo: Demonstration, example: Example) -> bool:
+    """Whether `demo` was built from `example` (same row id, or the same question text)."""
+    def norm(q: str) -> str:
+        return " ".join(q.split()).casefold()
+
+    return demo.source == example.id or norm(demo.question) == norm(example.question)
 
 
 _MATH = """\
