@@ -3,8 +3,8 @@ whose questions are closest to it (BM25 over the question text, the `bm25s` inde
 uses).
 
 Why: a small model copies a worked example far better than it follows instructions. Measured on
-the embedded 135M model and the arithmetic task (README, "Learn on CPU"), the nearest worked
-solution as the one demonstration gave a different base accuracy than a fixed written one. Picking
+the embedded 135M model, 48 held-out arithmetic problems, greedy: 2/48 correct after the written
+demonstration, 6/48 after the nearest train problem's solution, 13/48 after the two nearest. Picking
 in-context examples by similarity is standard few-shot practice (Liu et al. 2022, "What Makes Good
 In-Context Examples for GPT-3?"); it is not in the SWiRL paper, whose 27B model needed none.
 Demonstrations come from the train split only, and a question never sees its own solution.
