@@ -109,8 +109,9 @@ def estimate_memory(recipe: Recipe, on_gpu: bool = True) -> Estimate | None:
     else:
         activations = tokens * hidden * 34 * layers * scale
     # KV cache of one generation batch; grouped-query attention keeps ~1/4 of the hidden size per token.
+    # x2: the hf backend keeps each row's cache between steps while the next batch cache is built.
     seq = min(recipe.model.max_seq_length, recipe.train.max_prompt_length + recipe.generate.max_new_tokens)
-    kv = 2 * layers * (hidden // 4) * 2 * scale * recipe.generate.batch_size * seq
+    kv = 2 * 2 * layers * (hidden // 4) * 2 * scale * recipe.generate.batch_size * seq
     gb = 1024**3
     return Estimate(params, weights / gb, lora / gb, activations / gb, kv / gb)
 
