@@ -154,6 +154,23 @@ def test_hf_kv_caches_reuse_each_rows_history_and_change_nothing(tiny_model_dir)
     assert len(cached.rows.entries) == 1
 
 
+def test_preallocated_cache_layer_appends_in_place_and_falls_back_when_full():
+    import torch
+
+    from swirl_lite.backends.hf import _PreallocatedLayer
+
+    keys, values = torch.zeros(2, 1, 4, 3), torch.zeros(2, 1, 4, 3)
+    layer = _PreallocatedLayer(keys, values, 1)
+    steps = [torch.full((2, 1, 1, 3), float(i)) for i in (1, 2, 3)]
+    for t in steps:
+        k, v = layer.update(t, -t)
+    assert k.data_ptr() == keys.data_ptr() and k.shape == (2, 1, 4, 3)  # written in place, no copy
+    assert torch.equal(k[:, :, 1:], torch.cat(steps, dim=2)) and torch.equal(v[:, :, 1:], -torch.cat(steps, dim=2))
+    k, _ = layer.update(torch.full((2, 1, 2, 3), 9.0), torch.zeros(2, 1, 2, 3))  # does not fit: concatenates
+    assert k.shape == (2, 1, 6, 3) and torch.equal(k[:, :, 4:], torch.full((2, 1, 2, 3), 9.0))
+    assert torch.equal(k[:, :, 1:4], torch.cat(steps, dim=2))
+
+
 # ---------------------------------------------------------------- vllm
 
 
