@@ -73,7 +73,7 @@ def run(recipe: str, overrides: tuple[str, ...], force: bool, from_stage: str | 
 
 def _stage_command(stage: str) -> Callable:
     def command(recipe: str, overrides: tuple[str, ...], force: bool, adapters: tuple[str, ...] = ()) -> None:
-        from swirl_lite.pipeline import run_stage
+        from swirl_lite.pipeline import run_stage, stage_inputs
         from swirl_lite.runs import RunDir
 
         resolved = _load(recipe, overrides)
@@ -85,7 +85,7 @@ def _stage_command(stage: str) -> Callable:
                 # New adapters to add: evaluate skips the (model, task) pairs it finished before.
                 from swirl_lite.stages.evaluate import run as evaluate
 
-                run_dir.mark_done(stage, evaluate(resolved, run_dir))
+                run_dir.mark_done(stage, {**evaluate(resolved, run_dir), "inputs": stage_inputs(stage, resolved)})
             else:
                 run_stage(stage, resolved, run_dir, force=force)
         except (ValueError, FileNotFoundError, RuntimeError) as exc:

@@ -28,6 +28,8 @@ READS = {
     "train": ("train",),
     "evaluate": ("eval",),
 }
+# Settings that only add work: evaluate resumes per (model, task), so more adapters redo nothing.
+ADDITIVE = {"eval.adapters"}
 
 
 def available_stages() -> list[str]:
@@ -41,13 +43,15 @@ def stage_inputs(stage: str, recipe: Recipe) -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for section in (s for st in upto for s in READS.get(st, ())):
         for key, value in dumped[section].items():
-            flat[f"{section}.{key}"] = value
+            if f"{section}.{key}" not in ADDITIVE:
+                flat[f"{section}.{key}"] = value
     return flat
 
 
 def changed_settings(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """'section.key old -> new' for each setting that differs (keys sorted)."""
-    return [f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(old.keys() | new.keys()) if old.get(k) != new.get(k)]
+    """'section.key old -> new' for each setting both know that differs (keys sorted). A key only
+    one side has (a setting added or dropped by another swirl-lite version) is not a change."""
+    return [f"{k} {old[k]!r} -> {new[k]!r}" for k in sorted(old.keys() & new.keys()) if old[k] != new[k]]
 
 
 def _describe(changes: list[str]) -> str:

@@ -98,3 +98,10 @@ def test_partial_output_from_other_settings_is_not_resumed(tmp_path, fake_stages
     assert (run / "generate").read_text() == "generate output 1"
     assert "started" not in run.manifest() or "generate" not in run.manifest()["started"]
     assert run.manifest()["stages"]["generate"]["inputs"]["generate.temperature"] == 0.1
+
+
+def test_more_adapters_to_evaluate_redo_nothing():
+    base = build_recipe({})
+    more = build_recipe({"eval": {"adapters": ["runs/x/train/adapter"]}})
+    assert pipeline.stage_inputs("evaluate", base) == pipeline.stage_inputs("evaluate", more)
+    assert pipeline.stage_inputs("evaluate", base) != pipeline.stage_inputs("evaluate", build_recipe({"eval": {"n_questions": 7}}))
