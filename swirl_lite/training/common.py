@@ -23,7 +23,13 @@ def precision(recipe: Recipe) -> dict[str, bool]:
 
 def trainer_args(recipe: Recipe, output_dir: Path) -> dict[str, Any]:
     """The TrainingArguments fields both TRL configs take, from `recipe.train`."""
+    import warnings
+
     import torch
+
+    # transformers 5 renamed gradient checkpointing to activation checkpointing; TRL still calls the
+    # old names at every step, and the FutureWarnings buried the training log. Nothing for a user to do.
+    warnings.filterwarnings("ignore", message=r"`\w*gradient_checkpointing\w*` is deprecated", category=FutureWarning)
 
     t = recipe.train
     return {
