@@ -315,8 +315,7 @@ class HFLLM:
         fed = max(len(new[0]) - 1, 0)  # the last sampled token was never fed through the model
         entries = []
         for i, (p, c) in enumerate(zip(prompts, cached, strict=True)):
-            real = next((k for k, t in enumerate(new[i]) if t in self.end_ids), len(new[i]))
-            keep = min(real, fed)
+            keep = min(self._turn_end(new[i]), fed)
             w = len(p) - c
             positions = [*range(depth - c, depth), *range(depth + width - w, depth + width + keep)]
             index = torch.tensor(positions, device=self.model.device)
@@ -324,8 +323,12 @@ class HFLLM:
             entries.append((p + new[i][:keep], layers))
         self.rows.replace(entries)
 
+    def _turn_end(self, ids: list[int]) -> int:
+        """Index of the first end-of-turn or padding token among generated `ids` (their length if none)."""
+        return next((k for k, t in enumerate(ids) if t in self.end_ids), len(ids))
+
     def _completion(self, prompt_len: int, ids: list[int], params: SamplingParams) -> Completion:
-        end = next((k for k, t in enumerate(ids) if t in self.end_ids), len(ids))
+        end = self._turn_end(ids)
         text = self.tokenizer.decode(ids[:end], skip_special_tokens=True)
         text, hit = cut_at_stop(text, params.stop)
         if hit:
