@@ -18,7 +18,6 @@ import hashlib
 import random
 from collections.abc import Callable
 
-from swirl_lite.config import DataConfig
 from swirl_lite.tasks.base import Example
 from swirl_lite.tasks.common import BaseTask
 from swirl_lite.tasks.prompts import Demonstration, DemoStep
@@ -167,10 +166,6 @@ class Arithmetic(BaseTask):
     demo_sources = ("builtin", "train", "similar")
     POOL = DEFAULT_SIZE  # train problems that `similar` picks from
 
-    def __init__(self, data_cfg: DataConfig | None = None):
-        super().__init__(data_cfg)
-        self._nearest = None
-
     def demonstrations(self, example: Example, n: int) -> list[Demonstration]:
         """`data.demonstrations_from`: builtin (written), train (the first train problems' gold
         solutions), similar (the train solutions nearest the question, `similar.py`)."""
@@ -180,13 +175,9 @@ class Arithmetic(BaseTask):
         if source == "train":
             pool = [gold_demonstration(ex) for ex in problems("train", n + 1, self.cfg.seed)]
             return [d for d in pool if d.source != example.id][:n]
-        if self._nearest is None:
-            from swirl_lite.tasks.similar import NearestDemonstrations
-
-            self._nearest = NearestDemonstrations(
-                [gold_demonstration(ex) for ex in problems("train", self.POOL, self.cfg.seed)]
-            )
-        return self._nearest.pick(example, n)
+        return self.nearest_demonstrations(
+            example, n, lambda: [gold_demonstration(ex) for ex in problems("train", self.POOL, self.cfg.seed)]
+        )
 
     def source(self) -> str:
         return "generated"

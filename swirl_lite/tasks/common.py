@@ -11,7 +11,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from swirl_lite.config import DataConfig
 from swirl_lite.tasks.base import Document, Example, Grade
@@ -64,6 +64,7 @@ class BaseTask:
         grader = self.cfg.grader if self.cfg.grader != "auto" else self.default_grader
         self._grade: Callable[[str | None, list[str]], Grade] = resolve_grader(grader)
         self.skip_reasons: Counter = Counter()  # reason -> rows skipped by the last load()
+        self._nearest: Any = None  # `similar`: the index over the demonstration pool, built on first use
 
     # ------------------------------------------------------------------ loading
 
@@ -108,6 +109,17 @@ class BaseTask:
     def demonstrations(self, example: Example, n: int) -> list[Demonstration]:
         """The `n` worked trajectories shown before `example` (the written ones, `demos.py`)."""
         return list(DEMOS[self.kind][: max(n, 0)])
+
+    def nearest_demonstrations(
+        self, example: Example, n: int, pool: Callable[[], Sequence[Demonstration]]
+    ) -> list[Demonstration]:
+        """`data.demonstrations_from: similar`: the `n` demonstrations of `pool()` nearest to
+        `example` (`similar.py`); the pool is built and indexed once, on first use."""
+        if self._nearest is None:
+            from swirl_lite.tasks.similar import NearestDemonstrations
+
+            self._nearest = NearestDemonstrations(pool())
+        return self._nearest.pick(example, n)
 
     def prompt(self, example: Example, max_steps: int, demonstrations: int = 0) -> list[dict]:
         demos = self.demonstrations(example, demonstrations)

@@ -208,7 +208,6 @@ class GSM8K(BaseTask):
         super().__init__(data_cfg)
         self.demo_skip_reasons: Counter = Counter()  # reason -> train rows unusable as demonstrations
         self._demo_pools: dict[int, list[Demonstration]] = {}  # pool size -> pool
-        self._nearest = None  # `similar`: the index over the train pool, built on first use
 
     def parse_row(self, row: dict, index: int) -> Example:
         question = str(need(row, "question"))
@@ -222,12 +221,11 @@ class GSM8K(BaseTask):
             return super().demonstrations(example, n)
         rows = self.rows("train")
         if self.cfg.demonstrations_from == "similar":
-            if self._nearest is None:
-                from swirl_lite.tasks.similar import NearestDemonstrations
-
+            def pool() -> list[Demonstration]:
                 self.demo_skip_reasons = Counter()
-                self._nearest = NearestDemonstrations(demonstration_pool(rows, SCAN_ROWS, self.cfg.seed, self.demo_skip_reasons))
-            return self._nearest.pick(example, n)
+                return demonstration_pool(rows, SCAN_ROWS, self.cfg.seed, self.demo_skip_reasons)
+
+            return self.nearest_demonstrations(example, n, pool)
         if n + 1 not in self._demo_pools:  # one spare: the asked question may be in the pool
             self.demo_skip_reasons = Counter()
             self._demo_pools[n + 1] = demonstration_pool(rows, n + 1, self.cfg.seed, self.demo_skip_reasons)

@@ -33,6 +33,8 @@ class NearestDemonstrations:
         if n <= 0 or not self.pool:
             return []
         [hits] = self.index.retrieve([example.question], n + 1)
-        order = [i for i, _ in hits] + [i for i in range(len(self.pool)) if i not in {j for j, _ in hits}]
+        near = [i for i, _ in hits]
+        taken = set(near)
+        order = near + [i for i in range(len(self.pool)) if i not in taken]
         chosen = [self.pool[i] for i in order if not same_question(self.pool[i], example)][:n]
         return chosen[::-1]
