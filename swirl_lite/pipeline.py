@@ -62,8 +62,9 @@ def run_stage(stage: str, recipe: Recipe, run: RunDir, force: bool = False) -> d
     """Run one stage unless the manifest says it finished with the same settings; `force` deletes
     its output first. Returns the summary, or None when skipped."""
     inputs = stage_inputs(stage, recipe)
-    entry = run.manifest()["stages"].get(stage)
-    started = run.manifest().get("started", {}).get(stage)
+    manifest = run.manifest()
+    entry = manifest["stages"].get(stage)
+    started = manifest.get("started", {}).get(stage)
     if force:
         run.forget(stage)
     elif entry is not None:
@@ -73,8 +74,7 @@ def run_stage(stage: str, recipe: Recipe, run: RunDir, force: bool = False) -> d
             return None
         console.print(f"[yellow]{stage}: the recipe changed since it ran ({_describe(changes)}): redoing it[/]")
         run.forget(stage)
-    elif started is not None and changed_settings(started, inputs):
-        changes = changed_settings(started, inputs)
+    elif started is not None and (changes := changed_settings(started, inputs)):
         console.print(f"[yellow]{stage}: partial output from other settings ({_describe(changes)}) deleted[/]")
         run.forget(stage)
     console.rule(f"[bold]{stage}")
