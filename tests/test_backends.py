@@ -136,6 +136,7 @@ def test_hf_kv_caches_reuse_each_rows_history_and_change_nothing(tiny_model_dir)
     system = {"role": "system", "content": "Solve the problem step by step with the calculator tool. " * 4}
     convs = [[system, {"role": "user", "content": q}] for q in ("What is 3 + 4?", "Ana has 12 pens and buys 7 more.")]
     params = SamplingParams(temperature=0.8, max_new_tokens=10, stop=())
+    previous: list[int] = []  # each row's prompt length at the step before
     for step in range(3):
         seeds = [step * 10 + i for i in range(len(convs))]
         got, want = cached.generate(convs, params, seeds), plain.generate(convs, params, seeds)

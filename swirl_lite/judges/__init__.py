@@ -117,6 +117,8 @@ class MixScorer:
         return out
 
 
+# Every unsigned number in a text. Not grading's number pattern: that one reads `12 / 4` as the
+# fraction 3 and `-5` as negative, where an expression's operands are 12, 4 and 5.
 _NUMBER = re.compile(r"(?<![\d.])\d+(?:\.\d+)?(?!\d)")
 
 
