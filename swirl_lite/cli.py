@@ -49,6 +49,12 @@ def validate(recipe: str, overrides: tuple[str, ...]) -> None:
     from swirl_lite.console import console
 
     resolved = _load(recipe, overrides)
+    try:  # the task checks what the schema cannot: which demonstration sources and grader it takes
+        from swirl_lite.tasks import get_task
+
+        get_task(resolved.data)
+    except (ValueError, ImportError) as exc:
+        _fail(exc)
     console.print(f"[green]ok[/] {recipe}: run directory {resolved.output.dir}/{resolved.run_name}")
     if overrides:
         console.print(recipe_to_yaml(resolved), markup=False)
@@ -60,7 +66,7 @@ def validate(recipe: str, overrides: tuple[str, ...]) -> None:
 @click.option("--force", is_flag=True, help="Redo every stage, even finished ones.")
 @click.option("--from", "from_stage", type=click.Choice(ORDER), help="Redo this stage and all later ones.")
 def run(recipe: str, overrides: tuple[str, ...], force: bool, from_stage: str | None) -> None:
-    """Run every stage in order (finished stages are skipped)."""
+    """Run every stage in order (finished stages are skipped unless the recipe changed)."""
     from swirl_lite.pipeline import run_pipeline
     from swirl_lite.runs import RunDir
 

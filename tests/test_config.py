@@ -94,6 +94,13 @@ def test_validate_command_prints_one_line_errors(tmp_path):
     assert "judge.mdoe" in result.output and "Traceback" not in result.output
 
 
+def test_validate_command_asks_the_task_what_it_accepts(tmp_path):
+    path = _write(tmp_path, {"data": {"task": "hotpotqa", "demonstrations_from": "similar"}})
+    result = CliRunner().invoke(main, ["validate", str(path)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "data.demonstrations_from" in result.output and "ok" not in result.output
+
+
 def test_validate_command_ok(tmp_path):
     path = _write(tmp_path, {"data": {"task": "gsm8k"}})
     result = CliRunner().invoke(main, ["validate", str(path), "--set", "generate.seed=3"])
