@@ -175,6 +175,9 @@ class TrainConfig(Section):
     max_prompt_length: int = Field(2048, ge=64, description="States longer than this (tokens) are skipped, counted.")
     max_completion_length: int = Field(256, ge=8, description="Longest sampled action in tokens.")
     gradient_checkpointing: bool = Field(True, description="Trade compute for memory.")
+    share_prompt: bool = Field(
+        True, description="swirl: run each state once for its G actions (exact; plain transformers models)."
+    )
     save_steps: int = Field(50, ge=1, description="Checkpoint every N steps (resume unit).")
     logging_steps: int = Field(5, ge=1, description="Log metrics every N steps.")
     report_to: Literal["none", "tensorboard", "wandb"] = Field("none", description="Passed to TRL.")

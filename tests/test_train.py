@@ -272,3 +272,96 @@ def test_judge_reward_scores_sampled_actions_and_logs_shares():
                     sub=[record] * 4, log_metric=logged.__setitem__, trainer_state=None)
     assert scores == [1.0, 1.0, 0.0, 0.0]
     assert logged == {"actions/valid": 0.5, "actions/tool_call": 0.25, "actions/answer": 0.25}
+
+
+def _lora_with_fused_head(model_dir: str, temperature: float):
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+    from trl.trainer.utils import add_fused_lm_head
+
+    torch.manual_seed(0)
+    base = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float64)
+    add_fused_lm_head(base, temperature=temperature, outputs=("log_probs", "entropy"))
+    model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"]))
+    for name, p in model.named_parameters():  # LoRA B starts at zero: give the adapter a real effect
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.5)
+    return model
+
+
+def _grpo_batch(tok):
+    """Two states (left-padded to one width) x 3 actions each, right-padded, in mixed order."""
+    import torch
+
+    prompts = ["Question: Ana has 3 bags of 4 apples. How many?", "Question: 2+2?"]
+    actions = ["<math_exp>3 * 4</math_exp>", "<answer>12</answer>", "I think", "<answer>4</answer>",
+               "<math_exp>2 + 2</math_exp>", "4"]
+    owner = [0, 0, 1, 1, 0, 1]
+    p = tok(prompts, padding=True, padding_side="left", return_tensors="pt")
+    c = tok(actions, padding=True, padding_side="right", add_special_tokens=False, return_tensors="pt")
+    ids = torch.cat([p["input_ids"][owner], c["input_ids"]], dim=1)
+    mask = torch.cat([p["attention_mask"][owner], c["attention_mask"]], dim=1)
+    return ids, mask, c["input_ids"].size(1), c["attention_mask"]
+
+
+def test_shared_prompt_loss_equals_trls_per_row_path(tiny_model_dir):
+    """One forward per state, repeated for its actions, gives TRL's log-probs, entropies and grads."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from swirl_lite.training import shared_prompt
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = _lora_with_fused_head(tiny_model_dir, temperature=0.7)
+    ids, mask, C, cmask = _grpo_batch(tok)
+    assert shared_prompt.prompt_groups(ids[:, :-C], mask[:, :-C]) == [[0, 1, 4], [2, 3, 5]]
+
+    def grads(logps):
+        model.zero_grad()
+        (logps * cmask).sum().backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+    labels = ids.masked_fill(mask == 0, -100)  # TRL's own path (GRPOTrainer, one row at a time)
+    labels[:, :-C] = -100
+    out = model(input_ids=ids, attention_mask=mask, labels=labels, fused_lm_head=True)
+    ref_logps, ref_entropy = out.log_probs[:, -C:], out.entropy[:, -C:]
+    ref_grads = grads(ref_logps)
+
+    logps, entropy = shared_prompt.logps_and_entropies(model, ids, mask, C, compute_entropy=True)
+    assert logps.shape == ref_logps.shape == (6, C)
+    assert (logps * cmask).abs().sum() > 1  # real log-probs, not a masked-out zero tensor
+    torch.testing.assert_close(logps * cmask, ref_logps * cmask, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(entropy * cmask, ref_entropy * cmask, rtol=1e-9, atol=1e-9)
+    new_grads = grads(logps)
+    assert any(g.abs().sum() > 0 for g in ref_grads.values())
+    for name, g in ref_grads.items():
+        torch.testing.assert_close(new_grads[name], g, rtol=1e-6, atol=1e-6, msg=name)  # TRL's head: float32 inside
+
+
+def test_shared_prompt_generate_matches_plain_generate(tiny_model_dir):
+    import torch
+    from transformers import AutoTokenizer, GenerationConfig
+
+    from swirl_lite.training.rl import bind_stop_strings
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = _lora_with_fused_head(tiny_model_dir, temperature=1.0)
+    ids, mask, C, _ = _grpo_batch(tok)
+    ids, mask = ids[:, :-C], mask[:, :-C]
+    config = GenerationConfig(max_new_tokens=6, do_sample=False, pad_token_id=tok.pad_token_id,
+                              eos_token_id=tok.eos_token_id)
+    with torch.no_grad():
+        plain = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
+        calls = []
+        original = model.generate
+
+        def counting(*args, **kwargs):
+            calls.append(kwargs["input_ids"].shape)
+            return original(*args, **kwargs)
+
+        model.generate = counting
+        bind_stop_strings(model, tok, share_prompt=True)
+        shared = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
+    assert [tuple(c) for c in calls] == [(3, int(mask[0].sum())), (3, int(mask[2].sum()))]
+    assert torch.equal(shared, plain)

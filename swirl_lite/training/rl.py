@@ -6,7 +6,9 @@ and the loss is the policy gradient with the group-mean baseline plus `beta` x K
 policy. No tools run during training; no gold labels are read.
 
 TRL's generate call does not pass the tokenizer, which `stop_strings` needs, so `bind_stop_strings`
-wraps the policy's `generate` with the tokenizer bound. We do not subclass GRPOTrainer.
+wraps the policy's `generate` with the tokenizer bound. `train.share_prompt` (default on) runs each
+state once for its G actions, in sampling and in the loss (`training/shared_prompt.py`): the only
+method GRPOTrainer's subclass here replaces.
 """
 
 from __future__ import annotations
@@ -50,21 +52,29 @@ def grpo_config(recipe: Recipe, output_dir: Path):
     )
 
 
-def bind_stop_strings(model, tokenizer) -> None:
+def bind_stop_strings(model, tokenizer, share_prompt: bool = False) -> None:
     """Make `model.generate` receive the tokenizer, so `stop_strings` can cut at an action tag.
 
     Sequences that stop early are padded by `generate`; where pad differs from EOS those pads would
-    count as sampled tokens, so they become EOS, which TRL masks after the first one.
+    count as sampled tokens, so they become EOS, which TRL masks after the first one. With
+    `share_prompt`, rows with the same prompt share one prefill (`shared_prompt.generate`).
     """
     if getattr(model.generate, "_swirl_bound", False):
         return
+    from swirl_lite.training import shared_prompt
+
     original = model.generate
     pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
 
     @functools.wraps(original)
     def generate(*args, **kwargs):
         kwargs.setdefault("tokenizer", tokenizer)
-        out = original(*args, **kwargs)
+        ids, mask = kwargs.get("input_ids"), kwargs.get("attention_mask")
+        if share_prompt and not args and mask is not None and shared_prompt.shares_prompts(ids, mask):
+            rest = {k: v for k, v in kwargs.items() if k not in ("input_ids", "attention_mask")}
+            out = shared_prompt.generate(model, original, ids, mask, **rest)
+        else:
+            out = original(*args, **kwargs)
         if pad is not None and eos is not None and pad != eos and hasattr(out, "masked_fill"):
             prompt_len = kwargs["input_ids"].shape[1] if "input_ids" in kwargs else 0
             tail = out[:, prompt_len:]
@@ -75,10 +85,39 @@ def bind_stop_strings(model, tokenizer) -> None:
     model.generate = generate
 
 
+def shared_prompt_trainer():
+    """GRPOTrainer whose loss runs each distinct state once for its G actions."""
+    from trl import GRPOTrainer
+    from trl.models.utils import disable_gradient_checkpointing
+
+    from swirl_lite.training import shared_prompt
+
+    class SharedPromptGRPOTrainer(GRPOTrainer):
+        def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep,
+                                               batch_size=None, compute_entropy=False,
+                                               compute_aux_loss=False, **extra):
+            prompt_ids, prompt_mask = input_ids[:, :-logits_to_keep], attention_mask[:, :-logits_to_keep]
+            if compute_aux_loss or any(v is not None for v in extra.values()) or not (
+                shared_prompt.shares_prompts(prompt_ids, prompt_mask)
+            ):
+                return super()._get_per_token_logps_and_entropies(
+                    model, input_ids, attention_mask, logits_to_keep, batch_size=batch_size,
+                    compute_entropy=compute_entropy, compute_aux_loss=compute_aux_loss, **extra)
+            # Gradient checkpointing drops caches; one pass per state needs little memory anyway.
+            with disable_gradient_checkpointing(self.model, self.args.gradient_checkpointing_kwargs), \
+                    self.accelerator.autocast():
+                logps, entropies = shared_prompt.logps_and_entropies(
+                    model, input_ids, attention_mask, logits_to_keep, compute_entropy)
+            return logps, entropies, None
+
+    return SharedPromptGRPOTrainer
+
+
 def build_trainer(recipe: Recipe, loaded, rows: list[dict], reward, output_dir: Path, extra_rewards=()):
     """A GRPOTrainer over `rows` (see training.data) with `reward` (a JudgeReward) first."""
     from trl import GRPOTrainer
 
+    from swirl_lite.training import shared_prompt
     from swirl_lite.training.data import longest_first, ordered_dataset
 
     args = grpo_config(recipe, output_dir)
@@ -87,11 +126,16 @@ def build_trainer(recipe: Recipe, loaded, rows: list[dict], reward, output_dir: 
         [r["length"] for r in rows], per_step, recipe.train.seed, per_step * recipe.train.max_steps
     )
     dataset = ordered_dataset(rows, order, ("prompt", "sub"))
-    bind_stop_strings(loaded.model, loaded.tokenizer)
+    # One process only: under DistributedDataParallel two forward calls per backward would need care
+    # this single-GPU toolkit does not take; more processes use TRL's path.
+    share = (recipe.train.share_prompt and loaded.backend == "hf" and world_size() == 1
+             and shared_prompt.supported(loaded.model))
+    bind_stop_strings(loaded.model, loaded.tokenizer, share_prompt=share)
     funcs = [reward, *extra_rewards]
     if extra_rewards:
         args.reward_weights = [1.0] + [0.0] * len(extra_rewards)  # logged, not optimised
-    return GRPOTrainer(
+    trainer_class = shared_prompt_trainer() if share else GRPOTrainer
+    return trainer_class(
         model=loaded.model,
         reward_funcs=funcs,
         args=args,

@@ -1,0 +1,125 @@
+"""Run each distinct state once per GRPO step, not once per sampled action.
+
+A GRPO batch holds G actions for each state, so TRL 1.16 feeds the same state G times: G prefills to
+sample the actions and G forward/backward passes over state + action to score them. SWiRL's states
+are long (the question, the demonstrations, every earlier step and tool result: ~600 tokens here)
+and its actions short (~25 tokens), so nearly all of that work is repeated. Here each distinct state
+runs once, its keys and values are repeated for its G actions, and only the actions run per row.
+
+The result is exact, not an approximation: the repeated keys and values are views of one tensor, so
+the backward pass sums the G actions' gradients into the state's single forward, which is what the
+G separate passes compute one by one. `tests/test_train.py` checks log-probabilities, entropies and
+LoRA gradients against TRL's own path, and sampled actions against plain `generate`.
+
+Written here because neither TRL nor transformers shares a prompt across a group (TRL's vLLM mode
+shares the prefill, but vLLM is not on the CPU or Colab path); used only for plain full-attention
+decoders with a DynamicCache, in one process, without gradient checkpointing (which drops caches):
+anything else uses TRL's path.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def prompt_groups(ids, mask) -> list[list[int]]:
+    """Rows with the same prompt (same tokens under the same mask), in first-seen order."""
+    seen: dict[tuple, list[int]] = {}
+    for i in range(ids.size(0)):
+        key = tuple(ids[i][mask[i].bool()].tolist())
+        seen.setdefault(key, []).append(i)
+    return list(seen.values())
+
+
+def shares_prompts(ids, mask) -> bool:
+    return len(prompt_groups(ids, mask)) < ids.size(0)
+
+
+def supported(model) -> bool:
+    """A plain decoder whose cache is transformers' DynamicCache of full-attention layers."""
+    from transformers import DynamicCache
+
+    config = getattr(model, "config", None)
+    if config is None:
+        return False
+    try:
+        cache = DynamicCache(config=config)
+    except Exception:  # noqa: BLE001 - an exotic config: use TRL's path
+        return False
+    return all(type(layer).__name__ == "DynamicLayer" for layer in cache.layers)
+
+
+def _prefix_cache(model, prefix, repeats: int):
+    """Keys and values of `prefix` (1-D ids) for `repeats` rows; None for an empty prefix."""
+    from transformers import DynamicCache
+
+    if prefix.numel() == 0:
+        return None
+    cache = DynamicCache(config=model.config)
+    model(input_ids=prefix[None], cache=cache, use_cache=True, logits_to_keep=1)
+    if repeats > 1:
+        cache.batch_repeat_interleave(repeats)
+    return cache
+
+
+def logps_and_entropies(model, input_ids, attention_mask, logits_to_keep: int, compute_entropy: bool):
+    """TRL's per-token log-probabilities (and entropies) of the last `logits_to_keep` tokens.
+
+    The model must carry TRL's fused LM head (`fused_lm_head=True` returns log-probabilities at the
+    temperature TRL set). Prompts may be left-padded; completions right-padded (mask 0).
+    """
+    import torch
+
+    C = logits_to_keep
+    prompt_ids, prompt_mask = input_ids[:, :-C], attention_mask[:, :-C]
+    logps = [None] * input_ids.size(0)
+    entropies = [None] * input_ids.size(0)
+    for rows in prompt_groups(prompt_ids, prompt_mask):
+        first = rows[0]
+        prompt = prompt_ids[first][prompt_mask[first].bool()]
+        k = len(rows)
+        # The cache holds the prompt but its last token, which goes in front of the completion so
+        # that its output (the first completion token's distribution) comes from the same call.
+        cache = _prefix_cache(model, prompt[:-1], k)
+        completion, completion_mask = input_ids[rows, -C:], attention_mask[rows, -C:]
+        ids = torch.cat([prompt[-1:].expand(k, 1), completion], dim=1)
+        mask = torch.cat([prompt_mask.new_ones(k, prompt.numel()), completion_mask], dim=1)
+        labels = ids.clone()
+        labels[:, 0] = -100
+        labels[:, 1:][completion_mask == 0] = -100
+        out = model(input_ids=ids, attention_mask=mask, cache=cache, labels=labels, fused_lm_head=True)
+        for j, row in enumerate(rows):
+            logps[row] = out.log_probs[j, -C:]
+            if compute_entropy:
+                entropies[row] = out.entropy[j, -C:]
+    return torch.stack(logps), (torch.stack(entropies) if compute_entropy else None)
+
+
+def generate(model, original, input_ids, attention_mask, **kwargs) -> Any:
+    """`original(input_ids=..., attention_mask=..., **kwargs)` with one prefill per distinct prompt.
+
+    Returns what `generate` returns for the whole batch: the (left-padded) prompts followed by the
+    completions, right-padded with the generation config's pad token.
+    """
+    import torch
+
+    config = kwargs.get("generation_config") or model.generation_config
+    pad = config.pad_token_id if config.pad_token_id is not None else config.eos_token_id
+    if isinstance(pad, list):
+        pad = pad[0]
+    parts: list[tuple[list[int], Any]] = []
+    for rows in prompt_groups(input_ids, attention_mask):
+        first = rows[0]
+        prompt = input_ids[first][attention_mask[first].bool()]
+        k = len(rows)
+        cache = _prefix_cache(model, prompt[:-1], k)
+        ids = prompt.expand(k, -1)
+        extra = {"cache": cache} if cache is not None else {}
+        out = original(input_ids=ids, attention_mask=torch.ones_like(ids), **extra, **kwargs)
+        parts.append((rows, out[:, prompt.numel() :]))
+    width = max(part.size(1) for _, part in parts)
+    result = input_ids.new_full((input_ids.size(0), input_ids.size(1) + width), pad)
+    result[:, : input_ids.size(1)] = input_ids
+    for rows, part in parts:
+        result[rows, input_ids.size(1) : input_ids.size(1) + part.size(1)] = part
+    return result
