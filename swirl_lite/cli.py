@@ -237,21 +237,23 @@ def bench_judge(models, modes, n_math, batch_size, generate_limit, max_new_token
 @click.option("--reward", type=click.Choice(["format", "reference"]), default="format", show_default=True,
               help="--learn: the reward trained on and measured.")
 @click.option("--seed", default=0, show_default=True, help="--learn: training and sampling seed.")
+@click.option("--demonstrations", default=1, show_default=True,
+              help="Demonstrations in each state (longer states gain more from sharing them).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the numbers here.")
-@click.option("--one", type=click.Choice(["policy-only", "shared", "separate"]), hidden=True)
-def bench_train(model, steps, load_in_4bit, learn, reward, seed, json_path, one) -> None:
-    """Samples/s and peak memory of RL training: judge shared with the policy vs separate."""
+@click.option("--one", type=click.Choice(["per-row", "policy-only", "shared", "separate"]), hidden=True)
+def bench_train(model, steps, load_in_4bit, learn, reward, seed, demonstrations, json_path, one) -> None:
+    """Samples/s and peak memory of RL training: judge shared vs separate, state shared vs per row."""
     import json
 
     from swirl_lite import bench_train as bt
 
     try:
         if one:
-            result = bt.run_one(one, model, steps or 2, load_in_4bit)
+            result = bt.run_one(one, model, steps or 2, load_in_4bit, demonstrations)
         elif learn:
             result = bt.learn(model, steps or 8, seed, reward)
         else:
-            result = bt.bench(model, steps or 2, load_in_4bit)
+            result = bt.bench(model, steps or 2, load_in_4bit, demonstrations)
     except (ValueError, FileNotFoundError, RuntimeError, OSError) as exc:
         _fail(exc)
     if json_path:
