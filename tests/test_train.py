@@ -87,14 +87,20 @@ def _check_adapter(run: RunDir, base_dir: str) -> None:
             assert torch.equal(value, before[key]), f"base weight {key} changed"
 
 
-def test_swirl_trains_only_the_adapter(tmp_path, tiny_model_dir):
+def test_swirl_trains_only_the_adapter(tmp_path, tiny_model_dir, monkeypatch):
     from swirl_lite.stages.train import train
+    from swirl_lite.training import shared_prompt
 
+    shared_calls = []
+    real = shared_prompt.logps_and_entropies
+    monkeypatch.setattr(shared_prompt, "logps_and_entropies",
+                        lambda *a, **k: shared_calls.append(1) or real(*a, **k))
     recipe, run = make_run(tmp_path, tiny_model_dir)
     base_before = _weights(tiny_model_dir)
     scorer = VaryingScorer()
     summary = train(recipe, run, scorer=scorer)
     assert summary["steps"] == 2 and summary["method"] == "swirl" and scorer.calls >= 2
+    assert shared_calls, "2 states x 2 actions per step: the loss should run each state once"
     assert 0.0 <= summary["valid_share"] <= 1.0 and summary["kl"] is not None
     info = json.loads((run / "train" / "train_info.json").read_text())
     assert info["method"] == "swirl" and info["states"] == len(QUESTIONS)
