@@ -26,7 +26,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from swirl_lite.config import ModelConfig, Recipe
 from swirl_lite.judges.llm import HFEngine, LLMJudge, OpenAIEngine
-from swirl_lite.judges.prompts import PROMPT_VERSION, outcome_messages, view_of
+from swirl_lite.judges.prompts import PROMPT_VERSION, JudgeView, outcome_messages, view_of
 from swirl_lite.judges.reference import ReferenceJudge, calculate, same_value
 from swirl_lite.schema import SubTrajectory, Verdict
 from swirl_lite.tasks.grading import parse_number
@@ -126,12 +126,17 @@ def _numbers(text: str) -> set[float]:
     return {float(n) for n in _NUMBER.findall(text.replace(",", ""))}
 
 
-def usable_new_step(sub: SubTrajectory) -> bool:
+def _calculated(view: JudgeView) -> list:
+    """The values the trajectory's earlier calculations returned (unparsable results left out)."""
+    values = (parse_number(p.result) for p in view.prior if p.kind == "math_exp" and p.result)
+    return [v for v in values if v is not None]
+
+
+def usable_new_step(view: JudgeView) -> bool:
     """One well-formed tool call that does something new: not a repeated query, and for a calculation
     an expression that evaluates, has an operator, uses only numbers the problem or an earlier result
     gave, and gives a value no earlier result had. An answer never earns format credit: a wrong
     answer is wrong, and crediting it was measured to teach a 135M policy to answer at once."""
-    view = view_of(sub)
     if view.kind in ("none", "answer") or view.malformed is not None:
         return False
     if any(p.kind == view.kind and p.query == view.query for p in view.prior):
@@ -145,22 +150,17 @@ def usable_new_step(sub: SubTrajectory) -> bool:
     known = _numbers(view.question) | {n for p in view.prior if p.result for n in _numbers(p.result)}
     if not _numbers(query) <= known:
         return False  # a number from nowhere
-    earlier = [parse_number(p.result) for p in view.prior if p.kind == "math_exp" and p.result]
-    return not any(e is not None and same_value(value, e) for e in earlier)
+    return not any(same_value(value, e) for e in _calculated(view))
 
 
-def gold_solution_done(sub: SubTrajectory) -> bool:
-    """The trajectory already has the gold answer as a result, or as many calculations as the gold
-    solution has steps (`meta["steps"]`); False when the sub carries neither."""
-    view = view_of(sub)
-    calculations = [p for p in view.prior if p.kind == "math_exp"]
+def gold_solution_done(sub: SubTrajectory, view: JudgeView) -> bool:
+    """The trajectory (`view` of `sub`) already has the gold answer as a result, or as many
+    calculations as the gold solution has steps (`meta["steps"]`); False when the sub carries neither."""
     gold = parse_number(str(sub.gold)) if sub.gold not in (None, "") else None
-    for p in calculations:
-        value = parse_number(p.result) if p.result else None
-        if gold is not None and value is not None and same_value(value, gold):
-            return True
+    if gold is not None and any(same_value(v, gold) for v in _calculated(view)):
+        return True
     steps = sub.meta.get("steps") or []
-    return bool(steps) and len(calculations) >= len(steps)
+    return bool(steps) and sum(p.kind == "math_exp" for p in view.prior) >= len(steps)
 
 
 class FormatCredit:
@@ -187,7 +187,8 @@ class FormatCredit:
     def score(self, subs: list[SubTrajectory]) -> list[Verdict]:
         out = []
         for sub, v in zip(subs, self.inner.score(subs), strict=True):
-            if v.score < self.credit and usable_new_step(sub) and not (self.gold and gold_solution_done(sub)):
+            view = view_of(sub) if v.score < self.credit else None
+            if view is not None and usable_new_step(view) and not (self.gold and gold_solution_done(sub, view)):
                 v = replace(v, score=self.credit, rationale=f"{v.rationale}; usable new step")
             out.append(replace(v, judge=self.identity))
         return out
