@@ -86,13 +86,9 @@ class PrefixCache:
 
     def get(self, ids: list[int]) -> Any:
         """A batch-1 DynamicCache covering exactly `ids` (owned by this object: copy before use)."""
-        from transformers import DynamicCache
-
         common = _common_prefix([self.ids, ids])
         if self.cache is None or common == 0:
-            self.cache, self.ids = DynamicCache(config=self.model.config), []
-            if any(type(layer).__name__ != "DynamicLayer" for layer in self.cache.layers):
-                raise TypeError("not a plain full-attention cache")
+            self.cache, self.ids = plain_cache(self.model.config), []
         elif common < len(self.ids):
             self.cache.crop(common - len(self.ids))  # negative: tokens to drop (transformers 4 and 5)
             self.ids = self.ids[:common]
@@ -103,6 +99,17 @@ class PrefixCache:
             self.model(input_ids=new, cache=self.cache, use_cache=True, logits_to_keep=1)
             self.ids = list(ids)
         return self.cache
+
+
+def plain_cache(config: Any) -> Any:
+    """An empty DynamicCache for `config`; TypeError unless every layer is full attention (a
+    sliding-window layer drops old positions, so its keys/values cannot be reused or repeated)."""
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=config)
+    if any(type(layer).__name__ != "DynamicLayer" for layer in cache.layers):
+        raise TypeError("not a plain full-attention cache")
+    return cache
 
 
 def _common_prefix(rows: Sequence[Sequence[int]]) -> int:
@@ -146,11 +153,7 @@ def _left_padded_cache(config: Any, rows: list[list[tuple[Any, Any]] | None], le
     """A DynamicCache of len(rows) rows, row i holding the first lengths[i] positions of its own
     (batch-1) layers right-aligned after zeros, which the attention mask hides (None: no positions).
     Each layer has `room` more positions preallocated for the tokens generation appends."""
-    from transformers import DynamicCache
-
-    cache = DynamicCache(config=config)
-    if any(type(layer).__name__ != "DynamicLayer" for layer in cache.layers):
-        raise TypeError("not a plain full-attention cache")
+    cache = plain_cache(config)
     depth = max(lengths)
     model_layers = next(r for r in rows if r is not None)
     for layer, (k0, v0) in enumerate(model_layers):

@@ -70,9 +70,10 @@ def bind_stop_strings(model, tokenizer, share_prompt: bool = False) -> None:
     def generate(*args, **kwargs):
         kwargs.setdefault("tokenizer", tokenizer)
         ids, mask = kwargs.get("input_ids"), kwargs.get("attention_mask")
-        if share_prompt and not args and mask is not None and shared_prompt.shares_prompts(ids, mask):
+        groups = shared_prompt.shared_groups(ids, mask) if share_prompt and not args and mask is not None else None
+        if groups:
             rest = {k: v for k, v in kwargs.items() if k not in ("input_ids", "attention_mask")}
-            out = shared_prompt.generate(model, original, ids, mask, **rest)
+            out = shared_prompt.generate(model, original, ids, mask, groups, **rest)
         else:
             out = original(*args, **kwargs)
         if pad is not None and eos is not None and pad != eos and hasattr(out, "masked_fill"):
@@ -96,10 +97,10 @@ def shared_prompt_trainer():
         def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep,
                                                batch_size=None, compute_entropy=False,
                                                compute_aux_loss=False, **extra):
-            prompt_ids, prompt_mask = input_ids[:, :-logits_to_keep], attention_mask[:, :-logits_to_keep]
-            if compute_aux_loss or any(v is not None for v in extra.values()) or not (
-                shared_prompt.shares_prompts(prompt_ids, prompt_mask)
-            ):
+            plain = compute_aux_loss or any(v is not None for v in extra.values())
+            groups = None if plain else shared_prompt.shared_groups(
+                input_ids[:, :-logits_to_keep], attention_mask[:, :-logits_to_keep])
+            if not groups:
                 return super()._get_per_token_logps_and_entropies(
                     model, input_ids, attention_mask, logits_to_keep, batch_size=batch_size,
                     compute_entropy=compute_entropy, compute_aux_loss=compute_aux_loss, **extra)
@@ -107,7 +108,7 @@ def shared_prompt_trainer():
             with disable_gradient_checkpointing(self.model, self.args.gradient_checkpointing_kwargs), \
                     self.accelerator.autocast():
                 logps, entropies = shared_prompt.logps_and_entropies(
-                    model, input_ids, attention_mask, logits_to_keep, compute_entropy)
+                    model, input_ids, attention_mask, logits_to_keep, compute_entropy, groups)
             return logps, entropies, None
 
     return SharedPromptGRPOTrainer

@@ -31,42 +31,46 @@ def prompt_groups(ids, mask) -> list[list[int]]:
     return list(seen.values())
 
 
-def shares_prompts(ids, mask) -> bool:
-    return len(prompt_groups(ids, mask)) < ids.size(0)
+def shared_groups(ids, mask) -> list[list[int]] | None:
+    """`prompt_groups`, or None when no two rows share a prompt (nothing to gain)."""
+    groups = prompt_groups(ids, mask)
+    return groups if len(groups) < ids.size(0) else None
 
 
 def supported(model) -> bool:
     """A plain decoder whose cache is transformers' DynamicCache of full-attention layers."""
-    from transformers import DynamicCache
+    from swirl_lite.backends.hf import plain_cache
 
     config = getattr(model, "config", None)
     if config is None:
         return False
     try:
-        cache = DynamicCache(config=config)
-    except Exception:  # noqa: BLE001 - an exotic config: use TRL's path
+        plain_cache(config)
+    except Exception:  # noqa: BLE001 - sliding-window layers or an exotic config: use TRL's path
         return False
-    return all(type(layer).__name__ == "DynamicLayer" for layer in cache.layers)
+    return True
 
 
 def _prefix_cache(model, prefix, repeats: int):
     """Keys and values of `prefix` (1-D ids) for `repeats` rows; None for an empty prefix."""
-    from transformers import DynamicCache
+    from swirl_lite.backends.hf import plain_cache
 
     if prefix.numel() == 0:
         return None
-    cache = DynamicCache(config=model.config)
+    cache = plain_cache(model.config)
     model(input_ids=prefix[None], cache=cache, use_cache=True, logits_to_keep=1)
     if repeats > 1:
         cache.batch_repeat_interleave(repeats)
     return cache
 
 
-def logps_and_entropies(model, input_ids, attention_mask, logits_to_keep: int, compute_entropy: bool):
+def logps_and_entropies(model, input_ids, attention_mask, logits_to_keep: int, compute_entropy: bool,
+                        groups: list[list[int]] | None = None):
     """TRL's per-token log-probabilities (and entropies) of the last `logits_to_keep` tokens.
 
     The model must carry TRL's fused LM head (`fused_lm_head=True` returns log-probabilities at the
-    temperature TRL set). Prompts may be left-padded; completions right-padded (mask 0).
+    temperature TRL set). Prompts may be left-padded; completions right-padded (mask 0). `groups`:
+    the prompts' `prompt_groups`, when the caller has them already.
     """
     import torch
 
@@ -74,7 +78,7 @@ def logps_and_entropies(model, input_ids, attention_mask, logits_to_keep: int, c
     prompt_ids, prompt_mask = input_ids[:, :-C], attention_mask[:, :-C]
     logps = [None] * input_ids.size(0)
     entropies = [None] * input_ids.size(0)
-    for rows in prompt_groups(prompt_ids, prompt_mask):
+    for rows in groups or prompt_groups(prompt_ids, prompt_mask):
         first = rows[0]
         prompt = prompt_ids[first][prompt_mask[first].bool()]
         k = len(rows)
@@ -95,11 +99,12 @@ def logps_and_entropies(model, input_ids, attention_mask, logits_to_keep: int, c
     return torch.stack(logps), (torch.stack(entropies) if compute_entropy else None)
 
 
-def generate(model, original, input_ids, attention_mask, **kwargs) -> Any:
+def generate(model, original, input_ids, attention_mask, groups: list[list[int]] | None = None, **kwargs) -> Any:
     """`original(input_ids=..., attention_mask=..., **kwargs)` with one prefill per distinct prompt.
 
     Returns what `generate` returns for the whole batch: the (left-padded) prompts followed by the
-    completions, right-padded with the generation config's pad token.
+    completions, right-padded with the generation config's pad token. `groups` as for
+    `logps_and_entropies`.
     """
     import torch
 
@@ -108,7 +113,7 @@ def generate(model, original, input_ids, attention_mask, **kwargs) -> Any:
     if isinstance(pad, list):
         pad = pad[0]
     parts: list[tuple[list[int], Any]] = []
-    for rows in prompt_groups(input_ids, attention_mask):
+    for rows in groups or prompt_groups(input_ids, attention_mask):
         first = rows[0]
         prompt = input_ids[first][attention_mask[first].bool()]
         k = len(rows)
