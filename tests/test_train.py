@@ -101,6 +101,7 @@ def test_swirl_trains_only_the_adapter(tmp_path, tiny_model_dir, monkeypatch):
     summary = train(recipe, run, scorer=scorer)
     assert summary["steps"] == 2 and summary["method"] == "swirl" and scorer.calls >= 2
     assert shared_calls, "2 states x 2 actions per step: the loss should run each state once"
+    assert summary["shared_states"] is True
     assert 0.0 <= summary["valid_share"] <= 1.0 and summary["kl"] is not None
     info = json.loads((run / "train" / "train_info.json").read_text())
     assert info["method"] == "swirl" and info["states"] == len(QUESTIONS)
@@ -242,6 +243,7 @@ def test_two_process_cpu_launch(tmp_path, tiny_model_dir):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     info = json.loads((run / "train" / "train_info.json").read_text())
     assert info["steps"] == 2 and info["processes"] == 2
+    assert info["shared_states"] is False  # DDP: TRL's per-row path
     assert (run / "train" / "adapter" / "adapter_model.safetensors").is_file()
 
 

@@ -122,6 +122,8 @@ def _summary(recipe: Recipe, trainer, data, resume: Path | None, judge: str | No
     if recipe.train.method == "swirl":
         summary.update(
             judge=judge,
+            # each state run once for its G actions (train.share_prompt), or TRL's per-row path
+            shared_states=getattr(trainer, "shares_states", False),
             reward_mean=_last(history, "reward"),
             reward_std=_last(history, "reward_std"),
             kl=_last(history, "kl"),

@@ -94,6 +94,8 @@ def shared_prompt_trainer():
     from swirl_lite.training import shared_prompt
 
     class SharedPromptGRPOTrainer(GRPOTrainer):
+        shares_states = True  # reported in the train summary (`shared_states`)
+
         def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep,
                                                batch_size=None, compute_entropy=False,
                                                compute_aux_loss=False, **extra):
