@@ -117,8 +117,7 @@ for _stage in available_stages():
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(file_okay=False))
 def report(run_dirs: tuple[str, ...]) -> None:
     """Rebuild report.md/.html and metrics.json from saved trajectories; two or more runs: compare."""
-    from swirl_lite.report import write_report
-    from swirl_lite.report_render import print_comparison
+    from swirl_lite.report import print_comparison, write_report
 
     try:
         all_metrics = [write_report(path) for path in run_dirs]

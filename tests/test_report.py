@@ -50,6 +50,14 @@ def test_summarize_tool_use():
     assert "judge_good" not in m and "llm_accuracy" not in m
 
 
+def test_a_tool_with_a_new_tag_counts_as_a_tool_call():
+    # A user's tool (tag "lookup") is a tool call like the calculator; answers and unparsed turns are not.
+    t = traj("a", True, steps=4, malformed=1)
+    t.steps[1].action, t.steps[1].tool = "lookup", "lookup"
+    assert [s.action for s in t.steps] == ["none", "lookup", "math_exp", "answer"]
+    assert summarize([t])["tool_calls_per_question"] == 2.0
+
+
 def test_metrics_paired_comparison(tmp_path):
     # 10 questions: base right on 2, trained on 8; trained loses none of the base's.
     base = [True, True] + [False] * 8

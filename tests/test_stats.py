@@ -6,7 +6,13 @@ import math
 
 import pytest
 
-from swirl_lite.stats import bootstrap_mean_ci, mcnemar_exact, paired_bootstrap, sign_test, wilson
+from swirl_lite.report.stats import (
+    bootstrap_mean_ci,
+    mcnemar_exact,
+    paired_bootstrap,
+    sign_test,
+    wilson,
+)
 
 
 def test_wilson_known_values():

@@ -1,4 +1,5 @@
-"""Renders the metrics of `report.compute_metrics` as Markdown and as one self-contained HTML page.
+"""Renders the metrics of `report.metrics.compute_metrics`: Markdown, one self-contained HTML page,
+and the terminal table of `swirl-lite report` (one run, or several side by side).
 
 Both renderings are built from the same tables (`tables(metrics)`), so report.md, report.html and
 metrics.json never disagree. Plots are matplotlib figures (Agg backend, no display needed) embedded
@@ -11,7 +12,7 @@ import base64
 import html
 import io
 
-from swirl_lite.report import HEADLINE_COLUMNS, headline_rows
+from swirl_lite.report.metrics import HEADLINE_COLUMNS, headline_rows
 
 Table = tuple[str, list[str], list[list[object]]]
 

@@ -1,29 +1,34 @@
-"""The evaluation report: `metrics.json` for machines, `report.md` and a self-contained `report.html`.
+"""Report metrics: accuracy, F1, paired comparisons and tool use from the graded trajectories.
 
 Input: the graded trajectories the evaluate stage saved, `run_dir/evaluate/<model>/<task>.jsonl`.
-Output: `run_dir/metrics.json`, `run_dir/report.md`, `run_dir/report.html` (plots embedded as PNG).
-Every number in the three files comes from one `compute_metrics` call, so they always agree.
-Rebuild with `swirl-lite report RUN_DIR`; `swirl-lite report RUN_A RUN_B` compares runs side by side.
+Output: one JSON-ready dict (`compute_metrics`) from which metrics.json, report.md and report.html
+are all written (`swirl_lite.report.write_report`), so the three always agree.
 
 What is reported (METHOD.md §5 and the paper's Table 3): accuracy with a Wilson 95% interval, mean
 F1 with a seeded bootstrap interval, each trained model against the base on the same questions
 (exact McNemar for accuracy, paired bootstrap for F1), and tool use: steps, tool calls per question,
 % answered, % malformed actions, and % of steps the judge rates GOOD when the stage judged them.
+A tool call is any step whose action is neither an answer nor unparsed ("none"), so a user's tool
+with a new tag is counted like the built-in ones.
 Departure: the paper grades with an LLM judge; here the task's gold grader is the headline and the
 LLM grade is an extra column when `eval.llm_grader` is on (METHOD.md §6).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from swirl_lite.schema import Trajectory, read_jsonl
-from swirl_lite.stats import bootstrap_mean_ci, mcnemar_exact, paired_bootstrap, wilson
+from swirl_lite.report.stats import bootstrap_mean_ci, mcnemar_exact, paired_bootstrap, wilson
+from swirl_lite.schema import Step, Trajectory, read_jsonl, shard_paths
 
 BASE = "base"
-TOOL_ACTIONS = ("search_query", "math_exp")
+NOT_TOOL_CALLS = ("answer", "none")  # an answer, or a turn whose action could not be parsed
+
+
+def is_tool_call(step: Step) -> bool:
+    """Whatever tool ran it: any action that is neither an answer nor unparsed."""
+    return step.action not in NOT_TOOL_CALLS
 
 
 def load_results(run_path: str | Path) -> dict[str, dict[str, list[Trajectory]]]:
@@ -33,7 +38,7 @@ def load_results(run_path: str | Path) -> dict[str, dict[str, list[Trajectory]]]
         raise FileNotFoundError(f"{root}: no evaluation results; run `swirl-lite evaluate RECIPE` first")
     results: dict[str, dict[str, list[Trajectory]]] = {}
     for folder in sorted(root.iterdir(), key=lambda p: (p.name != BASE, p.name)):
-        files = sorted(f for f in folder.glob("*.jsonl") if not f.name.startswith(".")) if folder.is_dir() else []
+        files = shard_paths(folder)  # finished results only: not the hidden .partial files
         if files:
             results[folder.name] = {f.stem: [Trajectory.from_dict(d) for d in read_jsonl(f)] for f in files}
     if not results:
@@ -55,7 +60,7 @@ def summarize(trajs: Sequence[Trajectory], seed: int = 0) -> dict:
         "f1": sum(scores) / n if n else 0.0,
         "f1_ci": list(bootstrap_mean_ci(scores, seed=seed)),
         "mean_steps": len(steps) / n if n else 0.0,
-        "tool_calls_per_question": sum(s.action in TOOL_ACTIONS for s in steps) / n if n else 0.0,
+        "tool_calls_per_question": sum(map(is_tool_call, steps)) / n if n else 0.0,
         "answered": sum(t.final_answer is not None for t in trajs) / n if n else 0.0,
         "malformed_actions": sum(s.malformed is not None for s in steps) / len(steps) if steps else 0.0,
         "steps_histogram": _histogram([len(t.steps) for t in trajs]),
@@ -130,30 +135,6 @@ def _trained_on(run_path: Path) -> str | None:
         return yaml.safe_load((run_path / "recipe.yaml").read_text())["data"]["task"]
     except (OSError, KeyError, TypeError, yaml.YAMLError):
         return None
-
-
-def write_report(run_path: str | Path, metrics: dict | None = None) -> dict:
-    """Write metrics.json, report.md and report.html into the run directory; returns the metrics."""
-    from swirl_lite.report_render import render_html, render_markdown
-    from swirl_lite.runs import write_text_atomic
-
-    run_path = Path(run_path)
-    metrics = metrics if metrics is not None else compute_metrics(run_path)
-    write_text_atomic(run_path / "metrics.json", json.dumps(_finite(metrics), indent=2, allow_nan=False))
-    write_text_atomic(run_path / "report.md", render_markdown(metrics))
-    write_text_atomic(run_path / "report.html", render_html(metrics))
-    return metrics
-
-
-def _finite(value):
-    """NaN (an interval over no questions) becomes null: strict JSON has no NaN."""
-    if isinstance(value, float) and value != value:
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
 
 
 def headline_rows(metrics: dict) -> list[list[object]]:
