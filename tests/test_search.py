@@ -143,9 +143,9 @@ def test_user_tool_by_import_path(monkeypatch):
 def test_bench_tools_command_runs_on_a_small_synthetic_corpus():
     from click.testing import CliRunner
 
-    from swirl_lite.tools.commands import bench_tools
+    from swirl_lite.cli import main
 
-    out = CliRunner().invoke(bench_tools, ["--docs", "200", "--queries", "50", "--calls", "100"])
+    out = CliRunner().invoke(main, ["bench", "tools", "--docs", "200", "--queries", "50", "--calls", "100"])
     assert out.exit_code == 0, out.output
     assert "batched calls/s" in out.output and "index build s" in out.output and "single queries/s" in out.output
 

@@ -3,7 +3,8 @@
 Both runs use the same model (loaded once), the same questions, prompts, step cap and sampling, and
 per-trajectory seeds, so they do the same work: the bench checks that both produced the same turns
 (they do up to float noise of batched matmuls) and prints completion tokens/s, trajectories/s and the
-speed-up. Without `--recipe` it runs the embedded SmolLM2-135M on the built-in arithmetic task.
+speed-up. Without `--recipe` it runs the embedded SmolLM2-135M on the built-in arithmetic task
+(`DEFAULT_RECIPE`), with any `--set` overrides applied to that.
 
 Numbers from a shared machine are noisy: other processes compete for the cores. `--threads 1`
 gives steadier numbers there (torch's default thread pool spins badly when oversubscribed).
@@ -14,12 +15,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from swirl_lite.config import Recipe, build_recipe
+from swirl_lite.config import Recipe
 from swirl_lite.console import console, summary_table
 
-
-def default_recipe() -> Recipe:
-    return build_recipe({"model": {"name": "embedded"}, "data": {"task": "arithmetic", "split": "test"}})
+DEFAULT_RECIPE = {"model": {"name": "embedded"}, "data": {"task": "arithmetic", "split": "test"}}
 
 
 def run_bench(

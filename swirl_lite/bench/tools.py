@@ -1,6 +1,6 @@
 """Speed and quality numbers for the tools: calculator calls/s, BM25 build time, queries/s, recall.
 
-`swirl-lite bench tools` prints these (see `commands.py`). METHOD.md §1 requires that tools never
+`swirl-lite bench tools` prints these (see `bench/cli.py`). METHOD.md §1 requires that tools never
 throttle generation; these numbers show how far from that we are. `hotpotqa_recall` measures what
 the paper's search returns in spirit: is a gold supporting paragraph among the top k when the
 question itself is the query?

@@ -11,6 +11,9 @@ Reward: `format` (default) is 1 for one well-formed action tag: the embedded 135
 in roughly a third of its turns, so there is signal to learn from within minutes on a CPU. The
 `reference` judge (gold intermediate values) is the stricter option; the 135M model rarely hits
 gold values, so expect little movement from it in a short run.
+
+It trains through the train stage's `train` function (imported inside `learning_check`): bench is
+the top layer, the one place besides the pipeline that may call a stage.
 """
 
 from __future__ import annotations
@@ -120,3 +123,23 @@ def learning_check(
         "before": before, "after": after, "train_seconds": round(time.time() - started, 1),
         "run_dir": str(run.path),
     }
+
+
+def learn(model: str, steps: int, seed: int, reward: str) -> dict:
+    """Run the learning check and print its before/after table and verdict."""
+    from swirl_lite.console import console, summary_table
+
+    result = learning_check(model=model, steps=steps, seed=seed, reward=reward)
+    b, a = result["before"], result["after"]
+    rows = [(name, b[key], a[key]) for name, key in (("mean reward", "reward"), ("valid share", "actions/valid"),
+                                                     ("tool-call share", "actions/tool_call"),
+                                                     ("answer share", "actions/answer"))]
+    console.print(summary_table(
+        f"learning check: {reward} reward, {result['held_out_states']} held-out states x "
+        f"{result['samples_per_state']} samples, seed {seed}, {result['steps']} steps",
+        rows, ("", "before", "after"),
+    ))
+    better = a["reward"] > b["reward"]
+    console.print(f"{'[green]improved[/]' if better else '[red]did not improve[/]'}: "
+                  f"{b['reward']:.3f} -> {a['reward']:.3f} (train {result['train_seconds']} s; run {result['run_dir']})")
+    return result

@@ -12,7 +12,7 @@ Reported: samples/s (sampled actions trained on per second of training) and peak
 torch.cuda.max_memory_allocated; CPU: the process's peak RSS), and each run's memory relative to
 policy-only, and policy-only's speed relative to per-row. Target: shared <= 1.15 x policy-only.
 
-`--learn` runs the learning check instead (`training/learn.py`).
+`--learn` runs the learning check instead (`bench/learn.py`).
 """
 
 from __future__ import annotations
@@ -63,10 +63,10 @@ def peak_memory_mb() -> tuple[float, str]:
 
 def run_one(mode: str, model: str, steps: int, load_in_4bit: bool = False, demonstrations: int = 1) -> dict:
     """One benchmark run in this process (called in a child process by `bench`)."""
+    from swirl_lite.bench.learn import first_states
     from swirl_lite.runs import RunDir
     from swirl_lite.schema import write_jsonl
     from swirl_lite.stages.train import train
-    from swirl_lite.training.learn import first_states
     from swirl_lite.training.reward import FormatReward
 
     root = Path(tempfile.mkdtemp(prefix="swirl-bench-"))
@@ -119,21 +119,3 @@ def bench(model: str = "embedded", steps: int = 2, load_in_4bit: bool = False, d
                   f"separate judge: {separate:.3f}x")
     return results
 
-
-def learn(model: str, steps: int, seed: int, reward: str) -> dict:
-    from swirl_lite.training.learn import learning_check
-
-    result = learning_check(model=model, steps=steps, seed=seed, reward=reward)
-    b, a = result["before"], result["after"]
-    rows = [(name, b[key], a[key]) for name, key in (("mean reward", "reward"), ("valid share", "actions/valid"),
-                                                     ("tool-call share", "actions/tool_call"),
-                                                     ("answer share", "actions/answer"))]
-    console.print(summary_table(
-        f"learning check: {reward} reward, {result['held_out_states']} held-out states x "
-        f"{result['samples_per_state']} samples, seed {seed}, {result['steps']} steps",
-        rows, ("", "before", "after"),
-    ))
-    better = a["reward"] > b["reward"]
-    console.print(f"{'[green]improved[/]' if better else '[red]did not improve[/]'}: "
-                  f"{b['reward']:.3f} -> {a['reward']:.3f} (train {result['train_seconds']} s; run {result['run_dir']})")
-    return result

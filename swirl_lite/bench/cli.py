@@ -1,0 +1,151 @@
+"""`swirl-lite bench tools|rollout|judge|train`: the benchmark commands, one click group.
+
+Only click is imported at module level, so adding this group to the main CLI keeps `swirl-lite
+--help` instant; each command imports its benchmark module when it runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from swirl_lite.cli_helpers import SET_HELP, fail, load_or_exit, write_json
+
+RUN_ERRORS = (ValueError, FileNotFoundError, RuntimeError, OSError)
+
+
+@click.group()
+def bench() -> None:
+    """Benchmarks that print speed and memory numbers."""
+
+
+@bench.command(name="tools")
+@click.option("--hotpotqa", "hotpotqa_path", type=click.Path(exists=True, dir_okay=False),
+              help="HotpotQA file (original or hub layout): measure recall@1/@5 of supporting paragraphs.")
+@click.option("--recipe", type=click.Path(dir_okay=False), help="Benchmark search on this recipe's data.")
+@click.option("--docs", "n_docs", default=5000, show_default=True, help="Synthetic corpus size (no --recipe/--hotpotqa).")
+@click.option("--queries", "n_queries", default=1000, show_default=True, help="Queries timed per mode.")
+@click.option("--calls", "n_calls", default=5000, show_default=True, help="Calculator expressions timed per mode.")
+def bench_tools(hotpotqa_path: str | None, recipe: str | None, n_docs: int, n_queries: int, n_calls: int) -> None:
+    """Calls/s of each tool, single vs batched, and BM25 index build time."""
+    from swirl_lite.bench import tools as tb
+    from swirl_lite.console import console, summary_table
+
+    calc = tb.bench_calculator(n_calls)
+    console.print(summary_table("calculator", [
+        ("expressions", calc["calls"]),
+        ("single calls/s", calc["single_per_s"]),
+        ("batched calls/s", calc["batched_per_s"]),
+    ]))
+
+    source, examples, docs = "synthetic", [], []
+    if hotpotqa_path or recipe:
+        from swirl_lite.config import DataConfig
+        from swirl_lite.tasks import get_task
+
+        data = DataConfig(task="hotpotqa", path=hotpotqa_path) if hotpotqa_path else load_or_exit(recipe).data
+        try:
+            task = get_task(data)
+            examples = task.load(data.split, limit=data.limit, seed=data.seed, shuffle=data.shuffle)
+            docs = task.corpus(examples)
+        except (ValueError, FileNotFoundError) as exc:
+            fail(exc)
+        queries = [ex.question for ex in examples]
+        source = hotpotqa_path or recipe
+    if not examples or not docs:
+        docs, queries = tb.synthetic_corpus(n_docs)
+    queries = (queries * (n_queries // max(len(queries), 1) + 1))[:n_queries]
+    s = tb.bench_search(docs, queries)
+    console.print(summary_table("search (BM25, top-1)", [
+        ("corpus", Path(source).name if source != "synthetic" else "synthetic"),
+        ("documents", s["docs"]),
+        ("index build s", s["build_s"]),
+        ("cached index load s", s["cached_load_s"]),
+        ("queries timed", s["queries"]),
+        ("single queries/s", s["single_per_s"]),
+        ("batched queries/s", s["batched_per_s"]),
+    ]))
+    if docs and any(p.get("supporting") for ex in examples for p in ex.meta.get("paragraphs", ())):
+        rec = tb.hotpotqa_recall(examples, docs)
+        console.print(summary_table("supporting-paragraph retrieval (question as query)", [
+            ("questions", rec["questions"]),
+            ("hit@1 (a supporting paragraph is the top result)", rec["hit@1"]),
+            ("hit@5", rec["hit@5"]),
+            ("recall@1 (share of supporting paragraphs found)", rec["recall@1"]),
+            ("recall@5", rec["recall@5"]),
+        ]))
+
+
+@bench.command(name="rollout")
+@click.option("--recipe", "recipe_path", type=click.Path(dir_okay=False), help="Recipe (default: embedded model, arithmetic).")
+@click.option("--set", "overrides", multiple=True, help=SET_HELP + " Without --recipe: applied to the default.")
+@click.option("--batch", default=16, show_default=True, help="The batch size compared with batch 1.")
+@click.option("--questions", default=16, show_default=True, help="Questions (one trajectory each).")
+@click.option("--max-steps", default=3, show_default=True, help="Step cap (0: the recipe's or task's).")
+@click.option("--max-new-tokens", default=48, show_default=True, help="Tokens per action (0: the recipe's).")
+@click.option("--threads", type=int, help="torch CPU threads (1 is steadier on a busy machine).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the numbers here.")
+def bench_rollout(recipe_path, overrides, batch, questions, max_steps, max_new_tokens, threads, json_path) -> None:
+    """Rollout tokens/s and trajectories/s at batch 1 vs batch B on the same questions and model."""
+    from swirl_lite.bench.rollout import DEFAULT_RECIPE, run_bench
+
+    recipe = load_or_exit(recipe_path, overrides, default=DEFAULT_RECIPE)
+    try:
+        result = run_bench(recipe, batch, questions, max_steps or None, max_new_tokens or None, threads)
+    except RUN_ERRORS as exc:
+        fail(exc)
+    write_json(json_path, result)
+
+
+@bench.command(name="judge")
+@click.option("--model", "models", multiple=True, default=("embedded",), show_default=True,
+              help="Judge model(s): hub id, folder or 'embedded' (repeatable); 'none' for the reference judge only.")
+@click.option("--mode", "modes", multiple=True, type=click.Choice(["logprob", "generate"]),
+              default=("logprob", "generate"), show_default=True, help="Scoring modes to measure.")
+@click.option("--math", "n_math", default=16, show_default=True, help="Math problems (6 labelled steps each).")
+@click.option("--batch-size", default=8, show_default=True, help="Steps per forward pass, both modes.")
+@click.option("--generate-limit", default=24, show_default=True, help="Steps judged in generate mode (slow).")
+@click.option("--max-new-tokens", default=96, show_default=True, help="generate mode: rationale budget.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the math generator and subsets.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the numbers here.")
+def bench_judge(models, modes, n_math, batch_size, generate_limit, max_new_tokens, seed, json_path) -> None:
+    """Judge accuracy per mode and model on labelled steps, agreement with the reference judge, steps/s."""
+    from swirl_lite.bench.judge import run_bench
+
+    names = [m for m in models if m != "none"]
+    try:
+        rows = run_bench(names, list(modes), n_math, batch_size, generate_limit, max_new_tokens, seed)
+    except RUN_ERRORS as exc:
+        fail(exc)
+    write_json(json_path, rows)
+
+
+@bench.command(name="train")
+@click.option("--model", default="embedded", show_default=True, help="Policy: hub id, folder or 'embedded'.")
+@click.option("--steps", default=None, type=int, help="RL steps per run (default: 2 bench, 8 --learn).")
+@click.option("--4bit", "load_in_4bit", is_flag=True, help="Load policy and judge in 4-bit (needs CUDA).")
+@click.option("--learn", is_flag=True, help="Run the learning check: held-out reward before vs after RL.")
+@click.option("--reward", type=click.Choice(["format", "reference"]), default="format", show_default=True,
+              help="--learn: the reward trained on and measured.")
+@click.option("--seed", default=0, show_default=True, help="--learn: training and sampling seed.")
+@click.option("--demonstrations", default=1, show_default=True,
+              help="Demonstrations in each state (longer states gain more from sharing them).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the numbers here.")
+@click.option("--one", type=click.Choice(["per-row", "policy-only", "shared", "separate"]), hidden=True)
+def bench_train(model, steps, load_in_4bit, learn, reward, seed, demonstrations, json_path, one) -> None:
+    """Samples/s and peak memory of RL training: judge shared vs separate, state shared vs per row."""
+    from swirl_lite.bench import train as bt
+
+    try:
+        if one:
+            result = bt.run_one(one, model, steps or 2, load_in_4bit, demonstrations)
+        elif learn:
+            from swirl_lite.bench.learn import learn as learn_check
+
+            result = learn_check(model, steps or 8, seed, reward)
+        else:
+            result = bt.bench(model, steps or 2, load_in_4bit, demonstrations)
+    except RUN_ERRORS as exc:
+        fail(exc)
+    write_json(json_path, result)

@@ -1,0 +1,47 @@
+"""What every click command shares: loading a recipe (or a default one) with `--set` overrides,
+failing with one line, and writing a `--json` file. Only click-free stdlib at module level, so the
+command modules that import this stay instant to load (`swirl-lite --help`)."""
+
+from __future__ import annotations
+
+import sys
+from typing import NoReturn
+
+SET_HELP = "Override a recipe value, e.g. --set generate.temperature=0.7 (repeatable)."
+
+
+def load_or_exit(recipe_path: str | None, overrides: tuple[str, ...] = (), default: dict | None = None):
+    """The recipe at `recipe_path`, or `default` (a recipe dict) when there is none, with the
+    overrides applied either way. A bad recipe prints every problem, one line each, and exits 2."""
+    import copy
+
+    from swirl_lite.config import RecipeError, apply_overrides, build_recipe, load_recipe
+    from swirl_lite.console import error
+
+    try:
+        if recipe_path:
+            return load_recipe(recipe_path, overrides)
+        return build_recipe(apply_overrides(copy.deepcopy(default or {}), list(overrides)), "--set")
+    except RecipeError as exc:
+        for line in exc.errors:
+            error(line)
+        sys.exit(2)
+
+
+def fail(exc: Exception | str) -> NoReturn:
+    """Print the first line of the error and exit 1 (no traceback)."""
+    from swirl_lite.console import error
+
+    text = str(exc)
+    error(text.splitlines()[0] if text else type(exc).__name__ if isinstance(exc, Exception) else "failed")
+    sys.exit(1)
+
+
+def write_json(path: str | None, data) -> None:
+    """Write `data` as indented JSON to `path` (atomically); nothing when `path` is None."""
+    if path:
+        import json
+
+        from swirl_lite.runs import write_text_atomic
+
+        write_text_atomic(path, json.dumps(data, indent=2))
