@@ -134,15 +134,34 @@ def write_jsonl(path: str | Path, records: Iterable[Any]) -> int:
     return count
 
 
-def read_jsonl(path: str | Path) -> Iterator[dict]:
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                yield json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
+def read_jsonl(path: str | Path, skip_bad: bool = False) -> Iterator[dict]:
+    """The JSON objects of a JSONL file, one per non-blank line.
+
+    A line that is not a JSON object raises ValueError naming the file and line, unless `skip_bad`
+    (for a file of finished work whose torn lines, cut by a kill, are redone anyway).
+    """
+    for _, row in numbered_jsonl(path, skip_bad):
+        yield row
+
+
+def numbered_jsonl(path: str | Path, skip_bad: bool = False) -> Iterator[tuple[int, dict]]:
+    """(line number, JSON object) for each non-blank line: `read_jsonl` with the line numbers."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            for lineno, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                    problem = None if isinstance(row, dict) else f"not a JSON object (got {line.strip()[:40]!r})"
+                except json.JSONDecodeError as exc:
+                    problem = f"not valid JSON ({exc.msg})"
+                if problem is None:
+                    yield lineno, row
+                elif not skip_bad:
+                    raise ValueError(f"{path}:{lineno}: {problem}")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
 
 
 def shard_paths(folder: str | Path) -> list[Path]:

@@ -27,7 +27,7 @@ from pathlib import Path
 from swirl_lite.config import DataConfig, Recipe
 from swirl_lite.console import console, progress, summary_table
 from swirl_lite.runs import RunDir
-from swirl_lite.schema import Trajectory, to_dict, write_jsonl
+from swirl_lite.schema import Trajectory, read_jsonl, to_dict, write_jsonl
 
 BASE = "base"
 
@@ -151,14 +151,7 @@ def evaluate_task(
 
 def read_partial(path: Path) -> list[Trajectory]:
     """Trajectories of an interrupted run; a line torn by the kill is dropped (it is redone)."""
-    out: list[Trajectory] = []
-    if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                out.append(Trajectory.from_dict(json.loads(line)))
-            except (ValueError, TypeError):
-                continue
-    return out
+    return [Trajectory.from_dict(d) for d in read_jsonl(path, skip_bad=True)] if path.is_file() else []
 
 
 @contextlib.contextmanager

@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from swirl_lite.schema import read_jsonl
+
 LOCAL_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 _SPLIT_SYNONYMS = {"validation": ("dev",), "dev": ("validation",)}  # e.g. musique_ans_v1.0_dev.jsonl
 
@@ -38,24 +40,11 @@ def _read_json(file: Path) -> list[dict]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError:
-        return _read_jsonl_text(text, file)  # a .json file that is really JSON lines
+        return list(read_jsonl(file))  # a .json file that is really JSON lines
     if isinstance(data, dict):  # {"data": [...]} or {"train": [...]} wrappers
         lists = [v for v in data.values() if isinstance(v, list)]
         data = lists[0] if len(lists) == 1 else [data]
     return [r for r in data if isinstance(r, dict)] if isinstance(data, list) else []
-
-
-def _read_jsonl_text(text: str, file: Path) -> list[dict]:
-    rows: list[dict] = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{file}:{n}: not valid JSON ({exc.msg})") from None
-        rows.append(row if isinstance(row, dict) else {})
-    return rows
 
 
 def read_local(path: str | Path, split: str | None = None) -> list[dict]:
@@ -75,7 +64,7 @@ def read_local(path: str | Path, split: str | None = None) -> list[dict]:
     if not file.is_file():
         raise FileNotFoundError(f"data.path: no such file {str(path)!r}")
     if file.suffix == ".jsonl":
-        return _read_jsonl_text(file.read_text(encoding="utf-8"), file)
+        return list(read_jsonl(file))
     if file.suffix == ".json":
         return _read_json(file)
     if file.suffix == ".csv":

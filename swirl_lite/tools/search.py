@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from swirl_lite.schema import numbered_jsonl
 from swirl_lite.tasks.base import Document
 
 STOPWORDS = "en"
@@ -134,16 +135,13 @@ def load_corpus(path: str | Path) -> list[Document]:
     if not file.is_file():
         raise FileNotFoundError(f"tools.corpus: no such file {str(path)!r}")
     docs = []
-    for n, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"tools.corpus: {file}:{n}: not valid JSON ({exc.msg})") from None
-        if not isinstance(row, dict) or not str(row.get("text", "")).strip():
-            raise ValueError(f"tools.corpus: {file}:{n}: each line needs a non-empty 'text'")
-        docs.append(Document(str(row.get("id", n)), str(row.get("title", "")), str(row["text"])))
+    try:
+        for n, row in numbered_jsonl(file):
+            if not str(row.get("text", "")).strip():
+                raise ValueError(f"{file}:{n}: each line needs a non-empty 'text'")
+            docs.append(Document(str(row.get("id", n)), str(row.get("title", "")), str(row["text"])))
+    except ValueError as exc:
+        raise ValueError(f"tools.corpus: {exc}") from None
     return docs
 
 
