@@ -20,9 +20,12 @@ def pytest_collection_modifyitems(config, items):
     except ImportError:
         has_cuda = False
     skip_gpu = pytest.mark.skip(reason="needs CUDA")
+    skip_cpu_only = pytest.mark.skip(reason="asserts a machine without CUDA")
     for item in items:
         if "gpu" in item.keywords and not has_cuda:
             item.add_marker(skip_gpu)
+        if "cpu_only" in item.keywords and has_cuda:
+            item.add_marker(skip_cpu_only)
 
 
 @pytest.fixture(scope="session")

@@ -45,7 +45,9 @@ def test_chat_rejects_missing_adapter(tmp_path):
 
 
 def test_chat_tiny_model_through_cli(tmp_path, tiny_model_dir):
-    """The real loading path: a 2-layer model babbles, but each turn streams and the loop ends."""
+    """The real loading path: a random 2-layer model writes no action tag in 8 tokens, so each of its
+    two turns streams as a malformed turn with the format hint, the step cap ends the question, and
+    the loop asks again and ends at end of input."""
     recipe = tmp_path / "tiny.yaml"
     recipe.write_text(yaml.safe_dump({
         "model": {"name": tiny_model_dir},
@@ -57,4 +59,7 @@ def test_chat_tiny_model_through_cli(tmp_path, tiny_model_dir):
     assert result.exit_code == 0, result.output
     out = " ".join(result.output.split())
     assert "task arithmetic, tools calculator, at most 2 steps" in out
-    assert "no answer (step_cap, 2 steps)" in out or "=> " in out
+    assert out.count("malformed turn (no_tag)") == 2
+    assert out.count("-> Your last turn had no action tag.") == 2
+    assert "no answer (step_cap, 2 steps)" in out and "=> " not in out
+    assert out.count("question>") == 2  # asked again after the answer, then end of input

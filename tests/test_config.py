@@ -21,8 +21,17 @@ def test_recipes_exist():
 
 @pytest.mark.parametrize("path", RECIPES, ids=[p.name for p in RECIPES])
 def test_every_recipe_validates(path):
+    """As `swirl-lite validate` checks it (the schema, then the task it names), named after its file
+    unless it sets output.name, and opening with the header that says what it is and how to run it."""
+    from swirl_lite.tasks import get_task
+
     recipe = load_recipe(path)
-    assert recipe.output.name == path.stem or recipe.output.name
+    raw = yaml.safe_load(path.read_text())
+    assert recipe.output.name == (raw.get("output") or {}).get("name", path.stem)
+    assert get_task(recipe.data).name == recipe.data.task
+    header = path.read_text().splitlines()[:6]
+    assert header[0].startswith(f"# {path.stem}: ")
+    assert any(f"swirl-lite run {path.relative_to(ROOT)}" in line for line in header)
 
 
 def test_paper_defaults():

@@ -31,6 +31,7 @@ def test_resolve_is_cached(embedded_path):
     assert time.perf_counter() - start < 1.0
 
 
+@pytest.mark.cpu_only
 def test_backend_choice_on_cpu():
     assert pick_backend(ModelConfig(backend="hf")) == "hf"
     assert pick_backend(ModelConfig(backend="auto")) == "hf"  # no CUDA here

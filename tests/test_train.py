@@ -98,11 +98,18 @@ def test_swirl_trains_only_the_adapter(tmp_path, tiny_model_dir, monkeypatch):
     recipe, run = make_run(tmp_path, tiny_model_dir)
     base_before = _weights(tiny_model_dir)
     scorer = VaryingScorer()
+    sampled, score = [], scorer.score  # each reward call's sampled actions, as the judge sees them
+    scorer.score = lambda subs: sampled.append([s.completion[0]["content"] for s in subs]) or score(subs)
     summary = train(recipe, run, scorer=scorer)
     assert summary["steps"] == 2 and summary["method"] == "swirl" and scorer.calls >= 2
     assert shared_calls, "2 states x 2 actions per step: the loss should run each state once"
     assert summary["shared_states"] is True
-    assert 0.0 <= summary["valid_share"] <= 1.0 and summary["kl"] is not None
+    # valid_share: the share of the last step's sampled actions that parse as an action
+    from swirl_lite.actions import parse_action
+
+    last = sampled[-1]
+    assert summary["valid_share"] == pytest.approx(sum(parse_action(t).kind != "none" for t in last) / len(last))
+    assert summary["kl"] is not None
     info = json.loads((run / "train" / "train_info.json").read_text())
     assert info["method"] == "swirl" and info["states"] == len(QUESTIONS)
     _check_adapter(run, tiny_model_dir)
