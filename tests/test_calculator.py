@@ -156,7 +156,7 @@ def test_demonstration_results_are_what_the_calculator_prints():
 def test_tools_run_command_prints_query_arrow_result():
     from click.testing import CliRunner
 
-    from swirl_lite.tools.commands import tools_group
+    from swirl_lite.cli import tools_group
 
     out = CliRunner().invoke(tools_group, ["run", "calculator", "48 / 2", "os.system('x')"])
     assert out.exit_code == 0, out.output

@@ -153,7 +153,7 @@ def test_bench_tools_command_runs_on_a_small_synthetic_corpus():
 def test_tools_run_search_with_a_corpus_file(tmp_path):
     from click.testing import CliRunner
 
-    from swirl_lite.tools.commands import tools_group
+    from swirl_lite.cli import tools_group
 
     corpus = tmp_path / "c.jsonl"
     corpus.write_text("".join(json.dumps({"id": d.id, "title": d.title, "text": d.text}) + "\n" for d in DOCS))
