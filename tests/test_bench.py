@@ -36,3 +36,12 @@ def test_bench_rollout_rejects_a_bad_set_in_one_line():
     assert result.exit_code == 2
     assert "generate.temprature: unknown key; did you mean 'temperature'?" in result.output
     assert "Traceback" not in result.output
+
+
+def test_bench_judge_reference_only_is_right_on_every_labelled_step(tmp_path):
+    out = tmp_path / "judge.json"
+    result = CliRunner().invoke(main, ["bench", "judge", "--model", "none", "--math", "2", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(out.read_text())
+    assert row["judge"] == "reference" and row["n"] == 2 * 6 + 8 * 6  # 6 labelled steps per problem
+    assert row["accuracy"] == 1.0 and row["good_rate"] == 0.5
