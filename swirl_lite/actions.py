@@ -9,6 +9,11 @@ The rule for malformed output, stated once and used by generate, split, judge an
 - `repeated_query`: the same tool query as an earlier step (counted; the call is not re-run, and the
   model is told so in the tool result).
 A turn with no usable action becomes a "none" step; the rollout feeds back a short format reminder.
+
+Which tags are actions is the run's to say: callers pass `allowed`, the run's tools' tags plus
+`answer` (`tools.base.action_tags`). `TAGS`, the built-in tools' tags, is only the default for a
+caller with no run at hand, and always recognised so that a built-in tag the run lacks is named
+(`unknown_tag`) rather than read as prose; every action's stop string is its closing tag.
 """
 
 from __future__ import annotations

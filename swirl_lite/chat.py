@@ -109,8 +109,7 @@ def chat(recipe: Recipe, llm, stream: TextIO | None = None, demos: int | None = 
 
 def load_chat_llm(recipe: Recipe, adapter: str | None):
     """(LLM, demonstrations): the recipe's backend over its model with `adapter` (or model.adapter)."""
-    from swirl_lite.stages.evaluate import load_llm
-    from swirl_lite.stages.generate import demonstrations_for
+    from swirl_lite.backends import demonstrations_for, load_llm
 
     llm, _ = load_llm(recipe, adapter or recipe.model.adapter)
     return llm, demonstrations_for(recipe, llm)

@@ -23,16 +23,17 @@ lost the format tends to stay lost (the 135M default repeats a tag-less turn to 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from swirl_lite.actions import format_result, parse_action, stop_strings
 from swirl_lite.backends import LLM, Completion, SamplingParams, make_llm, seed_for
 from swirl_lite.schema import Step, Trajectory
 from swirl_lite.tasks.base import Example, Task
-from swirl_lite.tools.base import Tool
+from swirl_lite.tools.base import Tool, action_tags
 
 __all__ = ["LLM", "MALFORMED_RULES", "Completion", "SamplingParams", "make_llm", "reminder", "rollout"]
 
@@ -64,9 +65,19 @@ def reminder(rule: str, tags: tuple[str, ...]) -> str:
     return f"Your last turn {why}. Think briefly, then {use}give the final answer with <answer>...</answer>."
 
 
-def start(example: Example, sample: int, task: Task, max_steps: int, demonstrations: int) -> Trajectory:
+def task_prompt(task: Task, example: Example, max_steps: int, demonstrations: int,
+                tools: Sequence[Tool] = ()) -> list[dict]:
+    """The task's prompt for `example`, told about the run's `tools` when the task takes them (the
+    built-in tasks do; a user task written against the older protocol gets its own prompt)."""
+    if tools and "tools" in inspect.signature(task.prompt).parameters:
+        return task.prompt(example, max_steps, demonstrations, tools=list(tools))
+    return task.prompt(example, max_steps, demonstrations)
+
+
+def start(example: Example, sample: int, task: Task, max_steps: int, demonstrations: int,
+          tools: Sequence[Tool] = ()) -> Trajectory:
     """A fresh trajectory whose messages are the task's prompt (state s_0)."""
-    prompt = [dict(m) for m in task.prompt(example, max_steps, demonstrations)]
+    prompt = [dict(m) for m in task_prompt(task, example, max_steps, demonstrations, tools)]
     return Trajectory(
         id=f"{example.id}#{sample}",
         question_id=example.id,
@@ -103,7 +114,7 @@ def rollout(
     """
     if batch_size < 1 or max_steps < 1:
         raise ValueError("rollout: batch_size and max_steps must be at least 1")
-    tags = (*tools.keys(), "answer")
+    tags = action_tags(tools)
     extra = tuple(s for s in stop_strings(tags) if s not in params.stop)
     if extra:  # a user tool with its own tag: stop at its closing tag too
         params = dataclasses.replace(params, stop=(*params.stop, *extra))
@@ -112,7 +123,8 @@ def rollout(
     while queue or active:
         while queue and len(active) < batch_size:
             example, sample = queue.popleft()
-            active.append(_Active(start(example, sample, task, max_steps, demonstrations), example, time.time()))
+            traj = start(example, sample, task, max_steps, demonstrations, list(tools.values()))
+            active.append(_Active(traj, example, time.time()))
         convs = [a.traj.messages for a in active]
         seeds = [seed_for(params.seed, a.traj.id, len(a.traj.steps)) for a in active]
         completions = llm.generate(convs, params, seeds)

@@ -1,4 +1,6 @@
-"""The records that flow between stages: Trajectory, Step, SubTrajectory, Verdict.
+"""The records that flow between stages: Trajectory, Step, SubTrajectory, Verdict (and Document,
+a search paragraph), their JSONL files, and `split_trajectory` (METHOD.md §2), the one mapping from
+a trajectory to its sub-trajectories that split and evaluate share.
 
 Each is a plain dataclass written as one JSON object per line. `schema_version` lets a later
 release read (or refuse, with a clear message) files written by an older one.
@@ -14,7 +16,14 @@ from pathlib import Path
 from typing import Any
 
 SCHEMA_VERSION = 1
-ACTION_KINDS = ("search_query", "math_exp", "answer")
+
+@dataclass
+class Document:
+    """One paragraph of a search corpus (the paper's per-split database, METHOD.md §1)."""
+
+    id: str
+    title: str
+    text: str
 
 
 @dataclass
@@ -23,7 +32,7 @@ class Step:
 
     index: int
     text: str  # the raw assistant turn as generated (thought + one action tag)
-    action: str  # one of ACTION_KINDS, or "none" when no action could be parsed
+    action: str  # a tag of the run's tools, "answer", or "none" when no action could be parsed
     query: str | None = None  # the content of the action tag
     tool: str | None = None  # the tool that ran the query (None for answers and malformed turns)
     result: str | None = None  # the tool result, appended as the user turn `QUERY -> RESULT`
@@ -175,3 +184,33 @@ def shard_paths(folder: str | Path) -> list[Path]:
 def read_shards(folder: str | Path) -> Iterator[dict]:
     for path in shard_paths(folder):
         yield from read_jsonl(path)
+
+
+def split_trajectory(traj: Trajectory) -> list[SubTrajectory]:
+    """The k sub-trajectories of a trajectory with k assistant turns (after the prompt), METHOD.md
+    §2: sub-trajectory i has the state s_i (every message before the i-th assistant turn) and the
+    action a_i (that turn). Each action's kind is the one the rollout parsed with the run's tags."""
+    from swirl_lite.actions import parse_action
+
+    turns = [i for i in range(traj.prompt_len, len(traj.messages)) if traj.messages[i].get("role") == "assistant"]
+    meta = {**traj.meta, "question": traj.question, "prompt_len": traj.prompt_len}
+    subs = []
+    for step, idx in enumerate(turns):
+        content = str(traj.messages[idx].get("content", ""))
+        kind = traj.steps[step].action if step < len(traj.steps) else parse_action(content).kind
+        subs.append(
+            SubTrajectory(
+                id=f"{traj.id}/{step}",
+                trajectory_id=traj.id,
+                question_id=traj.question_id,
+                step=step,
+                kind=kind,
+                prompt=[dict(m) for m in traj.messages[:idx]],
+                completion=[{"role": "assistant", "content": content}],
+                task=traj.task,
+                outcome=traj.correct,
+                gold=traj.gold,
+                meta=meta,
+            )
+        )
+    return subs

@@ -138,7 +138,7 @@ class FakeEngine:
 
 
 def test_evaluate_judge_extras(tmp_path, scripted, monkeypatch):
-    import swirl_lite.judge as judge
+    import swirl_lite.judges as judge
 
     engine = FakeEngine()
     monkeypatch.setattr(judge, "build_engine", lambda recipe, policy=None: engine)

@@ -8,10 +8,11 @@ import math
 
 import pytest
 
+from swirl_lite.backends.scoring import HFEngine, OpenAIEngine, parse_verdict
 from swirl_lite.config import OpenAIEndpoint, Recipe
 from swirl_lite.judges import CachedScorer, FormatCredit, MixScorer, VerdictCache, build_scorer
-from swirl_lite.judges.llm import HFEngine, LLMJudge, OpenAIEngine
-from swirl_lite.judges.prompts import parse_verdict, view_of
+from swirl_lite.judges.llm import LLMJudge
+from swirl_lite.judges.prompts import view_of
 from swirl_lite.judges.reference import ReferenceJudge
 from swirl_lite.schema import SubTrajectory, Verdict
 
@@ -101,7 +102,7 @@ def test_reference_qa_steps_without_and_with_a_search_tool():
         def search_ids(self, queries, k=1):
             return [["Vienna#1"] if "Vienna" in q else ["Budapest#1"] for q in queries]
 
-    got = ReferenceJudge(IdSearch()).score(subs[:2])
+    got = ReferenceJudge({IdSearch.tag: IdSearch()}).score(subs[:2])
     assert [v.label for v in got] == ["GOOD", "BAD"]
 
 
@@ -198,7 +199,7 @@ def tiny(tiny_model_dir):
 
 
 def test_label_tokens_are_whole_words(tiny):
-    from swirl_lite.judges.llm import _label_token_ids
+    from swirl_lite.backends.scoring import _label_token_ids
 
     for word in ("GOOD", "BAD", "YES", "NO"):  # " BAD" splits as " B"+"AD": " B" must not stand for BAD
         ids = _label_token_ids(tiny.tokenizer, word)
@@ -275,7 +276,7 @@ def test_openai_engine_logprob_generate_and_retry(monkeypatch):
 
     cfg = OpenAIEndpoint(base_url="http://judge.test/v1", model="m", max_retries=2, concurrency=1)
     engine = OpenAIEngine(cfg, transport=httpx.MockTransport(handler))
-    monkeypatch.setattr("swirl_lite.judges.llm.time.sleep", lambda s: None)
+    monkeypatch.setattr("swirl_lite.backends.openai.time.sleep", lambda s: None)
     s = [math_sub([], "<math_exp>3 * 4</math_exp>")]
     lp = LLMJudge(engine, "logprob").score(s)[0]
     assert calls["n"] == 2  # the 503 was retried

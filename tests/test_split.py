@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from swirl_lite.config import Recipe
 from swirl_lite.runs import RunDir
-from swirl_lite.schema import Step, SubTrajectory, Trajectory, read_shards, to_dict, write_jsonl
+from swirl_lite.schema import (
+    Step,
+    SubTrajectory,
+    Trajectory,
+    read_shards,
+    split_trajectory,
+    to_dict,
+    write_jsonl,
+)
 from swirl_lite.stages import split
-from swirl_lite.stages.split import split_trajectory
 
 PROMPT = [
     {"role": "user", "content": "Solve with a calculator.\n\nQuestion: A demo question?"},

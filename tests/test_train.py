@@ -148,16 +148,16 @@ def test_policy_judge_shares_the_weights(tmp_path, tiny_model_dir, monkeypatch):
     """judge.model 'policy' (real LLM judge, logprob mode): one model in memory, adapter off to judge."""
     from transformers import PreTrainedModel
 
+    import swirl_lite.judges as judges
     from swirl_lite.stages.train import train
-    from swirl_lite.training import reward
 
     recipe, run = make_run(tmp_path, tiny_model_dir, max_steps=1)
     recipe = recipe.model_copy(update={"judge": recipe.judge.model_copy(update={"kind": "llm", "model": "policy"})})
     seen = {}
-    real_build = reward.build_scorer
+    real_build = judges.judge_for_run
 
-    def spy(recipe, policy):
-        scorer = real_build(recipe, policy)
+    def spy(recipe, run_dir, *, policy, **kwargs):
+        scorer = real_build(recipe, run_dir, policy=policy, **kwargs)
         inner = scorer.score
 
         def score(subs):
@@ -172,7 +172,7 @@ def test_policy_judge_shares_the_weights(tmp_path, tiny_model_dir, monkeypatch):
         scorer.score = score
         return scorer
 
-    monkeypatch.setattr(reward, "build_scorer", spy)
+    monkeypatch.setattr(judges, "judge_for_run", spy)
     summary = train(recipe, run)
     assert summary["steps"] == 1 and "policy=" in summary["judge"]
     assert len(seen["models"]) == 1, f"expected one model in memory, found {len(seen['models'])}"

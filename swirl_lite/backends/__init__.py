@@ -93,6 +93,27 @@ def make_llm(recipe: Recipe, loaded: LoadedModel | None = None) -> LLM:
     raise ValueError(f"generate.backend: unknown backend {backend!r}; valid: hf, vllm, openai")
 
 
+def load_llm(recipe: Recipe, adapter: str | None = None) -> tuple[LLM, LoadedModel | None]:
+    """(LLM backend, LoadedModel or None) for the recipe's model with `adapter` on top (evaluate,
+    chat). An adapter needs the weights in memory, so not through backend 'openai'."""
+    from swirl_lite.models import load_model
+
+    if recipe.generate.backend == "openai":
+        if adapter:
+            raise ValueError("eval: adapters cannot be evaluated through generate.backend 'openai'; use 'hf'")
+        return make_llm(recipe, None), None
+    loaded = load_model(recipe.model.model_copy(update={"adapter": adapter}))
+    return make_llm(recipe, loaded), loaded
+
+
+def demonstrations_for(recipe: Recipe, llm: object) -> int:
+    """`generate.demonstrations`, or the number the model's size calls for (`params_count_demos`):
+    generate, evaluate and chat show the policy the same prompt."""
+    if recipe.generate.demonstrations is not None:
+        return recipe.generate.demonstrations
+    return params_count_demos(getattr(llm, "num_params", None))
+
+
 def cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
     """`text` cut just after the earliest stop string, and whether one was found.
 

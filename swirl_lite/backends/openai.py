@@ -49,6 +49,7 @@ class OpenAILLM:
         timeout_s: float = 120.0,
         max_retries: int = 4,
         backoff_s: float = 0.5,
+        transport: Any = None,
     ):
         import httpx
 
@@ -59,18 +60,23 @@ class OpenAILLM:
         self.backoff_s = backoff_s
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-        self.client = httpx.Client(headers=headers, timeout=timeout_s, limits=limits)
+        self.client = httpx.Client(headers=headers, timeout=timeout_s, limits=limits, transport=transport)
         self._calls = 0
 
     @classmethod
-    def from_config(cls, cfg: Any) -> OpenAILLM:
-        """From a `config.OpenAIEndpoint` section (base_url, model, api_key_env, concurrency, ...)."""
+    def from_config(cls, cfg: Any, transport: Any = None, section: str = "generate.openai") -> OpenAILLM:
+        """From a `config.OpenAIEndpoint` section (base_url, model, api_key_env, concurrency, ...);
+        `section` names it in errors (the judge's endpoint is `judge.openai`)."""
         if not cfg.base_url or not cfg.model:
-            raise ValueError("generate.openai: base_url and model are required by backend 'openai'")
+            raise ValueError(f"{section}: base_url and model are required")
         return cls(
             cfg.base_url, cfg.model, os.environ.get(cfg.api_key_env) or None,
-            cfg.concurrency, cfg.timeout_s, cfg.max_retries,
+            cfg.concurrency, cfg.timeout_s, cfg.max_retries, transport=transport,
         )
+
+    def post(self, body: dict) -> dict | None:
+        """One chat completions request with this client's retries (the judge's engine uses it)."""
+        return self._post(body)
 
     def close(self) -> None:
         self.client.close()

@@ -30,8 +30,7 @@ def run_bench(
     threads: int | None = None,
 ) -> dict[str, Any]:
     """Time the engine at batch 1 and at `batch`; print a table and return the numbers."""
-    from swirl_lite.backends import make_llm, params_from_recipe
-    from swirl_lite.stages.generate import demonstrations_for
+    from swirl_lite.backends import demonstrations_for, make_llm, params_from_recipe
     from swirl_lite.tasks import get_task
     from swirl_lite.tools import build_tools
 

@@ -1,8 +1,10 @@
-"""The process judge's prompts: one per action kind, built on the paper's criteria (METHOD.md §3).
+"""The process judge's prompts: criteria per action kind, built on the paper's (METHOD.md §3).
 
 The paper's judge sees the whole trajectory and is told to rate only the last action: a final answer
 is good if it follows from the results so far; a search query is good if it is likely to help answer
 the question. We add the analogue for a calculation (the right next step). The wording is ours.
+A tool's criteria come with the tool (`judge_hint`, `tools/base.py`), so a user tool is judged by
+what its author says matters, or by the paper's search criterion said of that tool.
 
 Departure: rather than pasting the raw chat (instructions, demonstrations, chat markup), the state is
 rendered compactly: the question, the earlier actions with their results, and the action to judge.
@@ -14,10 +16,13 @@ Small judges read that far better, and it keeps judge prompts short.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from swirl_lite.actions import parse_action
+from swirl_lite.actions import TAGS, parse_action
 from swirl_lite.schema import SubTrajectory
+from swirl_lite.tools.base import ANSWER, judge_hint
 
 PROMPT_VERSION = "p1"
 RESULT_CHARS = 400  # an earlier search result is trimmed to this in the judge's view
@@ -62,8 +67,9 @@ def split_result(query: str | None, content: str) -> str:
     return tail if sep else content
 
 
-def view_of(sub: SubTrajectory) -> JudgeView:
-    """The question, the trajectory's own earlier steps, and the action to judge."""
+def view_of(sub: SubTrajectory, tags: tuple[str, ...] = TAGS) -> JudgeView:
+    """The question, the trajectory's own earlier steps, and the action to judge, every turn parsed
+    with the run's action `tags` (`tools.base.action_tags`), so a user tool's calls are actions."""
     messages = list(sub.prompt)
     qi = _question_index(messages, sub.meta.get("prompt_len"))
     match = _QUESTION.search(str(messages[qi].get("content", ""))) if messages else None
@@ -73,45 +79,40 @@ def view_of(sub: SubTrajectory) -> JudgeView:
         msg = messages[i]
         if msg.get("role") != "assistant":
             continue
-        act = parse_action(str(msg.get("content", "")))
+        act = parse_action(str(msg.get("content", "")), tags)
         reply = messages[i + 1] if i + 1 < len(messages) and messages[i + 1].get("role") == "user" else None
         result = split_result(act.query, str(reply["content"])) if reply else None
         prior.append(PriorStep(act.kind, act.query, result))
     text = str(sub.completion[0]["content"]) if sub.completion else ""
-    act = parse_action(text)
+    act = parse_action(text, tags)
     thought = text.split(f"<{act.kind}>", 1)[0].strip() if act.kind != "none" else text.strip()
     return JudgeView(question, prior, act.kind, act.query, thought, act.malformed)
 
 
 # ---------------------------------------------------------------- prompt text
 
-_NAMES = {"search_query": "Search", "math_exp": "Calculator", "answer": "Answer", "none": "Malformed turn"}
+_NAMES = {ANSWER: "Answer", "none": "Malformed turn"}
 
-_CRITERIA = {
-    "search_query": (
-        "The assistant answers the question by searching a collection of encyclopedia paragraphs, "
-        "one search per step. Judge ONLY the last step, a search query.\n"
-        "GOOD: the query looks up a fact that is needed to answer the question and is not already "
-        "known from earlier results, so it is likely to help.\n"
-        "BAD: the query is unrelated to the question, repeats an earlier search, or asks for "
-        "something the earlier results already gave."
-    ),
-    "math_exp": (
-        "The assistant solves a math word problem with a calculator, one calculation per step. "
-        "Judge ONLY the last step, a calculation.\n"
-        "GOOD: the expression uses the right numbers from the problem or from earlier results and "
-        "computes a quantity that is a correct next step towards the answer.\n"
-        "BAD: it uses wrong numbers or the wrong operation, computes something the problem does not "
-        "need, or repeats an earlier calculation."
-    ),
-    "answer": (
-        "The assistant gives its final answer to the question. Judge ONLY this last step.\n"
-        "GOOD: the answer follows from the question and the results of the earlier steps, and "
-        "answers what was asked.\n"
-        "BAD: the answer is not supported by the earlier results, contradicts them, or answers a "
-        "different question."
-    ),
-}
+
+def step_name(kind: str, tools: Mapping[str, Any]) -> str:
+    """How the judge's view names a step: its tool's name ("Calculator"), "Answer", or the tag."""
+    tool = tools.get(kind)
+    return _NAMES.get(kind) or (str(tool.name).capitalize() if tool is not None else kind)
+
+_ANSWER_CRITERIA = (
+    "The assistant gives its final answer to the question. Judge ONLY this last step.\n"
+    "GOOD: the answer follows from the question and the results of the earlier steps, and "
+    "answers what was asked.\n"
+    "BAD: the answer is not supported by the earlier results, contradicts them, or answers a "
+    "different question."
+)
+
+
+def criteria(kind: str, tools: Mapping[str, Any]) -> str:
+    """What the judge weighs for an action of `kind`: the answer's criteria, or the serving tool's
+    `judge_hint` (`tools.base.judge_hint`; built-in tools carry the paper's criteria)."""
+    return _ANSWER_CRITERIA if kind == ANSWER else judge_hint(tools.get(kind), kind)
+
 
 _ASK = {
     "logprob": "Is the last step GOOD or BAD? Reply with one word.",
@@ -127,23 +128,23 @@ def _trim(text: str | None, limit: int = RESULT_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def render_view(view: JudgeView) -> str:
+def render_view(view: JudgeView, tools: Mapping[str, Any]) -> str:
     lines = [f"Question: {view.question}", "", "Earlier steps:"]
     if not view.prior:
         lines.append("(none, this is the first step)")
     for n, step in enumerate(view.prior, 1):
         query = step.query if step.query is not None else "(no valid action)"
-        lines.append(f"{n}. {_NAMES.get(step.kind, step.kind)}: {query} -> {_trim(step.result)}")
+        lines.append(f"{n}. {step_name(step.kind, tools)}: {query} -> {_trim(step.result)}")
     lines += ["", "Last step (the one to judge):"]
     if view.thought:
         lines.append(f"Thought: {_trim(view.thought, 600)}")
-    lines.append(f"{_NAMES.get(view.kind, view.kind)}: {view.query}")
+    lines.append(f"{step_name(view.kind, tools)}: {view.query}")
     return "\n".join(lines)
 
 
-def process_messages(view: JudgeView, mode: str) -> list[dict]:
-    """The judge's chat for one step (kind is search_query, math_exp or answer)."""
-    body = f"{_CRITERIA[view.kind]}\n\n{render_view(view)}\n\n{_ASK[mode]}"
+def process_messages(view: JudgeView, mode: str, tools: Mapping[str, Any]) -> list[dict]:
+    """The judge's chat for one step (a tool call of the run's `tools` ({tag: Tool}) or an answer)."""
+    body = f"{criteria(view.kind, tools)}\n\n{render_view(view, tools)}\n\n{_ASK[mode]}"
     return [{"role": "user", "content": body}]
 
 
@@ -161,25 +162,3 @@ def outcome_messages(question: str, gold: str, prediction: str, mode: str) -> li
         f"Question: {question}\nGold answer: {gold}\nPredicted answer: {prediction}\n\n{ask}"
     )
     return [{"role": "user", "content": body}]
-
-
-# ---------------------------------------------------------------- strict verdict parsing
-
-_VERDICT = re.compile(r"^\W*verdict\W*:\W*([A-Za-z]+)\W*$", re.IGNORECASE)
-
-
-def parse_verdict(text: str, labels: tuple[str, str] = ("GOOD", "BAD")) -> str:
-    """`GOOD`/`BAD` (or the given labels) from the judge's `Verdict: X` lines; else `invalid`.
-
-    Strict: a verdict line must say exactly one of the two labels; none, another word, or two
-    verdict lines that disagree make the reply `invalid` (counted, and treated as not GOOD).
-    """
-    found = set()
-    for line in text.splitlines():
-        m = _VERDICT.match(line.strip())
-        if m:
-            word = m.group(1).upper()
-            if word not in labels:
-                return "invalid"
-            found.add(word)
-    return found.pop() if len(found) == 1 else "invalid"

@@ -10,7 +10,8 @@ instead:
 - QA: a search is good if the paragraph it retrieves is a gold supporting paragraph
   (`meta["paragraphs"][i]["supporting"]`) not already retrieved; an answer is good if its token F1
   with the gold answer reaches `judge.reference_f1`.
-- a malformed action (no parsable tag) scores 0.
+- a malformed action (no parsable tag) scores 0;
+- a call of a tool without gold material (a user tool) scores NO_GOLD_STEPS, neither good nor bad.
 
 When to use which: use the reference judge (or `mix`) for small policies and CPU runs, when the
 training questions have gold solutions and you want a reward that is cheap and reliable. Use the LLM
@@ -19,24 +20,26 @@ far to trust it with `swirl-lite bench judge` (agreement with this judge).
 
 Actions are re-executed here, never read from the trajectory: during RL the scorer sees freshly
 sampled actions whose tool results do not exist, so the calculator runs the expression and the
-search tool (the run's index when given; else a small BM25 over the question's own paragraphs)
-retrieves the paragraph.
+search tool (the run's index, as in the filter; without one, the same BM25 over the question's own
+paragraphs) retrieves the paragraph.
 """
 
 from __future__ import annotations
 
 import math
-import re
-from collections import Counter
+from collections.abc import Mapping
 from fractions import Fraction
 from typing import Any
 
+from swirl_lite.actions import TAGS
 from swirl_lite.judges.prompts import view_of
 from swirl_lite.schema import SubTrajectory, Verdict
 from swirl_lite.tasks.grading import f1_score, numeric_match, parse_number
+from swirl_lite.tools.base import action_tags
 
 REFERENCE_VERSION = "r1"
-NO_GOLD_STEPS = 0.5  # a calculation with no gold steps to compare against is neither good nor bad
+NO_GOLD_STEPS = 0.5  # a call with no gold to compare against (no gold steps, a user tool) is neither good nor bad
+CALCULATE, SEARCH = "math_exp", "search_query"  # the built-in tools' tags: the gold material is theirs
 
 
 def calculate(expr: str) -> Fraction | float | None:
@@ -87,47 +90,37 @@ def match_paragraph(result: str | None, paragraphs: list[dict]) -> dict | None:
     return None
 
 
-_TOKEN = re.compile(r"\w+")
+def local_search_ids(query: str, paragraphs: list[dict]) -> list[str]:
+    """The best paragraph of one question's own pool (the search tool's BM25, no disk cache): the
+    fallback when the run's search tool is not given. Empty when nothing matches."""
+    from swirl_lite.tasks.base import Document
+    from swirl_lite.tools.search import SearchTool
 
-
-def local_search(query: str, paragraphs: list[dict]) -> str | None:
-    """BM25 over one question's own paragraphs: the fallback when no search tool is given."""
-    docs = [[t.lower() for t in _TOKEN.findall(f"{p.get('title', '')} {p.get('text', '')}")] for p in paragraphs]
+    docs = [Document(str(p.get("id", p.get("title", n))), str(p.get("title", "")), str(p.get("text", "")))
+            for n, p in enumerate(paragraphs)]
     if not docs:
-        return None
-    n, avg = len(docs), sum(map(len, docs)) / len(docs) or 1.0
-    df = Counter(t for d in docs for t in set(d))
-    q = [t.lower() for t in _TOKEN.findall(query)]
-
-    def bm25(doc: list[str]) -> float:
-        tf = Counter(doc)
-        return sum(
-            math.log(1 + (n - df[t] + 0.5) / (df[t] + 0.5)) * tf[t] * 2.2 / (tf[t] + 1.2 * (0.25 + 0.75 * len(doc) / avg))
-            for t in q
-            if t in tf
-        )
-
-    scores = [bm25(d) for d in docs]
-    best = max(range(n), key=lambda i: scores[i])
-    if scores[best] <= 0:
-        return None
-    p = paragraphs[best]
-    return f"{p.get('title', '')}: {p.get('text', '')}"
+        return []
+    return SearchTool(docs, cache_dir=False).search_ids([query], 1)[0]
 
 
 # ---------------------------------------------------------------- the judge
 
 
 class ReferenceJudge:
-    """Scores steps against gold. `search` is the run's search tool (tag search_query), optional."""
+    """Scores steps against gold. `tools` are the run's ({tag: Tool}): their tags are the actions,
+    and the search tool's index re-runs searches; without them, the built-in tags, and each
+    question's own paragraphs are searched."""
 
-    def __init__(self, search: Any = None, f1_threshold: float = 0.5, kind: str | None = None):
-        self.search, self.f1_threshold, self.kind = search, f1_threshold, kind  # kind: math | qa | None (infer)
+    def __init__(self, tools: Mapping[str, Any] | None = None, f1_threshold: float = 0.5, kind: str | None = None):
+        self.tools = dict(tools or {})
+        self.tags = action_tags(self.tools) if tools is not None else TAGS
+        self.search = self.tools.get(SEARCH)
+        self.f1_threshold, self.kind = f1_threshold, kind  # kind: math | qa | None (infer)
         self.identity = f"reference:{REFERENCE_VERSION}:f1>={f1_threshold}"
 
     def score(self, subs: list[SubTrajectory]) -> list[Verdict]:
-        views = [view_of(s) for s in subs]
-        searches = [i for i, v in enumerate(views) if v.kind == "search_query"]
+        views = [view_of(s, self.tags) for s in subs]
+        searches = [i for i, v in enumerate(views) if v.kind == SEARCH]
         results: dict[int, dict | None] = {}  # the paragraph each search retrieves (None: not this question's)
         queries = [views[i].query for i in searches]
         if searches and hasattr(self.search, "search_ids"):  # exact: compare document ids
@@ -140,7 +133,8 @@ class ReferenceJudge:
         else:
             for i in searches:
                 paragraphs = subs[i].meta.get("paragraphs") or []
-                results[i] = match_paragraph(local_search(views[i].query, paragraphs), paragraphs)
+                ids = local_search_ids(views[i].query or "", paragraphs)
+                results[i] = next((p for p in paragraphs if ids and str(p.get("id", p.get("title"))) == ids[0]), None)
         verdicts = []
         for i, (sub, view) in enumerate(zip(subs, views, strict=True)):
             score, why = self._one(sub, view, results.get(i))
@@ -157,9 +151,11 @@ class ReferenceJudge:
                 return float(f1 >= self.f1_threshold), f"answer F1 {f1:.2f}"
             ok = any(numeric_match(view.query, g) for g in golds)
             return float(ok), "answer equals gold" if ok else "answer differs from gold"
-        if view.kind == "math_exp":
+        if view.kind == CALCULATE:
             return self._calculation(sub, view, golds)
-        return self._search(sub, view, result)
+        if view.kind == SEARCH:
+            return self._search(sub, view, result)
+        return NO_GOLD_STEPS, f"no gold material for <{view.kind}> calls"
 
     def _is_qa(self, sub: SubTrajectory, golds: list[str]) -> bool:
         if self.kind is not None:
@@ -175,7 +171,7 @@ class ReferenceJudge:
             return NO_GOLD_STEPS, "no gold steps to compare with"
         remaining = steps + golds  # the final value may be computed as a last calculation
         for prior in view.prior:  # each gold value can be earned once
-            if prior.kind != "math_exp":
+            if prior.kind != CALCULATE:
                 continue
             earlier = parse_number(prior.result) if prior.result and not prior.result.startswith("error") else None
             hit = next((g for g in remaining if earlier is not None and same_value(earlier, g)), None)
@@ -193,7 +189,7 @@ class ReferenceJudge:
             return 0.0, "result is none of this question's paragraphs"
         if not para.get("supporting"):
             return 0.0, f"retrieved a distractor ({para.get('title')})"
-        seen = [match_paragraph(p.result, paragraphs) for p in view.prior if p.kind == "search_query"]
+        seen = [match_paragraph(p.result, paragraphs) for p in view.prior if p.kind == SEARCH]
         if any(s is not None and s.get("id", s.get("title")) == para.get("id", para.get("title")) for s in seen):
             return 0.0, f"{para.get('title')} was already retrieved"
         return 1.0, f"retrieved supporting paragraph {para.get('title')}"

@@ -24,6 +24,7 @@ import json
 import sys
 from pathlib import Path
 
+from swirl_lite.backends import demonstrations_for, load_llm
 from swirl_lite.config import DataConfig, Recipe
 from swirl_lite.console import console, progress, summary_table
 from swirl_lite.runs import RunDir
@@ -170,7 +171,6 @@ def _appender(path: Path | None):
 
 def run(recipe: Recipe, run_dir: RunDir) -> dict:
     from swirl_lite.report import HEADLINE_COLUMNS, compute_metrics, headline_rows, write_report
-    from swirl_lite.stages.generate import demonstrations_for
 
     tasks = recipe.eval.tasks or [recipe.data.task]
     models = find_models(recipe, run_dir)
@@ -202,19 +202,6 @@ def run(recipe: Recipe, run_dir: RunDir) -> dict:
     }
 
 
-def load_llm(recipe: Recipe, adapter: str | None):
-    """(LLM backend, LoadedModel or None) for the recipe's model with `adapter` on top."""
-    from swirl_lite.backends import make_llm
-    from swirl_lite.models import load_model
-
-    if recipe.generate.backend == "openai":
-        if adapter:
-            raise ValueError("eval: adapters cannot be evaluated through generate.backend 'openai'; use 'hf'")
-        return make_llm(recipe, None), None
-    loaded = load_model(recipe.model.model_copy(update={"adapter": adapter}))
-    return make_llm(recipe, loaded), loaded
-
-
 def _free_memory() -> None:
     gc.collect()
     torch = sys.modules.get("torch")
@@ -230,8 +217,8 @@ def judge_extras(
     one bool per step, score >= filter.threshold, the paper's Table 3 "reasonable steps")."""
     if not (recipe.eval.llm_grader or recipe.eval.judge_steps):
         return
-    from swirl_lite.judge import LLMOutcomeJudge, VerdictCache, build_engine, build_scorer
-    from swirl_lite.stages.split import split_trajectory
+    from swirl_lite.judges import LLMOutcomeJudge, VerdictCache, build_engine, judge_for_run
+    from swirl_lite.schema import split_trajectory
 
     cache = VerdictCache(run_dir / "judge_cache")
     needs_llm = recipe.eval.llm_grader or recipe.judge.kind != "reference"
@@ -246,7 +233,7 @@ def judge_extras(
         for traj, ok in zip(trajs, verdicts, strict=True):
             traj.meta["llm_correct"] = bool(ok)
     if recipe.eval.judge_steps:
-        scorer = build_scorer(recipe, loaded, tools=tools, cache=cache, task_kind=task.kind, engine=engine)
+        scorer = judge_for_run(recipe, run_dir, policy=loaded, tools=tools, task=task, engine=engine)
         subs = [sub for t in trajs for sub in split_trajectory(t)]
         good: dict[str, list[bool]] = {}
         for sub, verdict in zip(subs, scorer.score(subs), strict=True):

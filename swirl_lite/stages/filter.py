@@ -101,44 +101,21 @@ def filter_subs(
     return FilterResult(kept, len(ordered), sum(keep), len(subs), verdicts, seconds, kinds)
 
 
-def _tools_for_reference(recipe: Recipe, subs: list[SubTrajectory]) -> tuple[dict, str | None]:
-    """The run's search tool for the reference judge, and the task kind; ({}, None) when unavailable."""
-    if recipe.judge.kind == "llm":
-        return {}, None
-    try:
-        from swirl_lite.tasks import get_task
-
-        task = get_task(recipe.data)
-    except Exception as exc:  # a custom task that cannot load here: the judge infers the kind
-        console.print(f"[yellow]filter: task not loaded ({exc}); reference judge infers math/QA per step[/]")
-        return {}, None
-    if not any(s.kind == "search_query" for s in subs):
-        return {}, task.kind
-    try:
-        from swirl_lite.tools import build_tools
-
-        d = recipe.data
-        examples = task.load(d.split, d.limit, d.seed, d.shuffle)
-        return build_tools(recipe.tools.use, recipe.tools, task, examples), task.kind
-    except Exception as exc:  # fall back to each question's own paragraphs, and say so
-        console.print(f"[yellow]filter: search index not built ({exc}); searching each question's paragraphs[/]")
-        return {}, task.kind
-
-
 def _outcome_fn(recipe: Recipe, run_dir: RunDir, policy: Any) -> Outcome:
     if recipe.judge.outcome == "grader":
         return grader_outcome
-    from swirl_lite.actions import parse_action
     from swirl_lite.judges import LLMOutcomeJudge, VerdictCache, build_engine
+    from swirl_lite.tasks.common import extract_answer
 
     judge = LLMOutcomeJudge(build_engine(recipe, policy), recipe.judge.mode, VerdictCache(run_dir / "judge_cache"))
 
     def outcome(groups: list[list[SubTrajectory]]) -> list[bool]:
         items = []
         for g in groups:
-            act = parse_action(g[-1].completion[0]["content"])
+            last = g[-1]  # the trajectory's final action, parsed by the rollout with the run's tags
+            answer = extract_answer(str(last.completion[0]["content"])) if last.kind == "answer" else None
             gold = g[0].gold if not isinstance(g[0].gold, list) else " / ".join(map(str, g[0].gold))
-            items.append((g[0].meta.get("question", ""), str(gold), act.query if act.kind == "answer" else None))
+            items.append((g[0].meta.get("question", ""), str(gold), answer))
         return judge.grade(items)
 
     return outcome
@@ -181,14 +158,13 @@ def run(recipe: Recipe, run_dir: RunDir) -> dict[str, Any]:
     strategy = recipe.filter.strategy
     scorer = policy = None
     if "process" in strategy:
-        from swirl_lite.judges import build_scorer
+        from swirl_lite.judges import judge_for_run
 
-        tools, kind = _tools_for_reference(recipe, subs)
         if recipe.judge.kind != "reference" and recipe.judge.model == "policy":
             from swirl_lite.models import load_model
 
             policy = load_model(recipe.model.model_copy(update={"adapter": None}))
-        scorer = build_scorer(recipe, policy, tools=tools, cache=run_dir / "judge_cache", task_kind=kind)
+        scorer = judge_for_run(recipe, run_dir, policy=policy)  # the RL reward's scorer, the same tools
     outcome = _outcome_fn(recipe, run_dir, policy) if "outcome" in strategy else grader_outcome
     result = filter_subs(subs, strategy, recipe.filter.threshold, scorer, outcome, 4 * recipe.judge.batch_size)
     hits = sum(getattr(s, "hits", 0) for s in (scorer, getattr(scorer, "reference", None), getattr(scorer, "llm", None)) if s)

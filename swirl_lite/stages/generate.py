@@ -48,21 +48,13 @@ def scan(folder: Path) -> tuple[list[dict], int]:
     return records, last + 1
 
 
-def demonstrations_for(recipe: Recipe, llm: Any) -> int:
-    from swirl_lite.backends import params_count_demos
-
-    if recipe.generate.demonstrations is not None:
-        return recipe.generate.demonstrations
-    return params_count_demos(getattr(llm, "num_params", None))
-
-
 def run(recipe: Recipe, run_dir: RunDir, llm: Any = None) -> dict[str, Any]:
     """Generate every missing (question, sample) trajectory; returns the summary. `llm` overrides
     the recipe's backend (tests pass a ScriptedLLM; chat and eval reuse a loaded model)."""
-    from swirl_lite.backends import make_llm, params_from_recipe
+    from swirl_lite.backends import demonstrations_for, make_llm, params_from_recipe
     from swirl_lite.rollout import rollout
     from swirl_lite.tasks import get_task
-    from swirl_lite.tools import build_tools
+    from swirl_lite.tools import run_tools
 
     g = recipe.generate
     task = get_task(recipe.data)
@@ -72,7 +64,7 @@ def run(recipe: Recipe, run_dir: RunDir, llm: Any = None) -> dict[str, Any]:
     unique = list({ex.id: ex for ex in examples}.values())
     if len(unique) < len(examples):
         console.print(f"[yellow]generate: {len(examples) - len(unique)} questions with a repeated id skipped[/]")
-    tools = build_tools(list(recipe.tools.use) or list(task.default_tools), recipe.tools, task, unique)
+    tools = run_tools(recipe, task, unique)
     folder = run_dir / "generate"
     folder.mkdir(parents=True, exist_ok=True)
     records, next_shard = scan(folder)

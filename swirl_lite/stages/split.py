@@ -20,37 +20,17 @@ import time
 from collections import Counter
 from typing import Any
 
-from swirl_lite.actions import parse_action
 from swirl_lite.config import Recipe
 from swirl_lite.console import console, progress, summary_table
 from swirl_lite.runs import RunDir
-from swirl_lite.schema import SubTrajectory, Trajectory, read_jsonl, shard_paths, write_jsonl
-
-
-def split_trajectory(traj: Trajectory) -> list[SubTrajectory]:
-    """The k sub-trajectories of a trajectory with k assistant turns (after the prompt)."""
-    turns = [i for i in range(traj.prompt_len, len(traj.messages)) if traj.messages[i].get("role") == "assistant"]
-    meta = {**traj.meta, "question": traj.question, "prompt_len": traj.prompt_len}
-    subs = []
-    for step, idx in enumerate(turns):
-        content = str(traj.messages[idx].get("content", ""))
-        kind = traj.steps[step].action if step < len(traj.steps) else parse_action(content).kind
-        subs.append(
-            SubTrajectory(
-                id=f"{traj.id}/{step}",
-                trajectory_id=traj.id,
-                question_id=traj.question_id,
-                step=step,
-                kind=kind,
-                prompt=[dict(m) for m in traj.messages[:idx]],
-                completion=[{"role": "assistant", "content": content}],
-                task=traj.task,
-                outcome=traj.correct,
-                gold=traj.gold,
-                meta=meta,
-            )
-        )
-    return subs
+from swirl_lite.schema import (
+    SubTrajectory,
+    Trajectory,
+    read_jsonl,
+    shard_paths,
+    split_trajectory,
+    write_jsonl,
+)
 
 
 def _split_shard(rows: list[dict], skipped: Counter) -> tuple[list[SubTrajectory], int]:

@@ -69,12 +69,17 @@ def train(recipe: Recipe, run_dir: RunDir, scorer=None) -> dict:
     data = measure(data, loaded.tokenizer, recipe.train.max_prompt_length)
 
     if method == "swirl":
+        from swirl_lite.actions import TAGS
+        from swirl_lite.judges import judge_for_run, tools_for_run
+        from swirl_lite.tools.base import action_tags
         from swirl_lite.training import rl
-        from swirl_lite.training.reward import JudgeReward, build_scorer
+        from swirl_lite.training.reward import JudgeReward
 
-        if scorer is None:  # judge.model 'policy' judges with these very weights, adapter off
-            scorer = build_scorer(recipe, policy=loaded)
-        trainer = rl.build_trainer(recipe, loaded, data.rows, JudgeReward(scorer), checkpoints)
+        task, tools = tools_for_run(recipe)  # the tools generate gave the policy: their tags, their index
+        if scorer is None:  # the filter's scorer; judge.model 'policy' judges with these weights, adapter off
+            scorer = judge_for_run(recipe, run_dir, policy=loaded, tools=tools, task=task)
+        reward = JudgeReward(scorer, tags=action_tags(tools) if tools is not None else TAGS)
+        trainer = rl.build_trainer(recipe, loaded, data.rows, reward, checkpoints)
     else:
         from swirl_lite.training import sft
 

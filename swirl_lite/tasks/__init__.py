@@ -31,7 +31,7 @@ def get_task(data_cfg: DataConfig | str) -> Task:
         data_cfg = DataConfig(task=data_cfg)
     name = data_cfg.task
     if ":" in name:
-        from swirl_lite.tasks.loading import import_object
+        from swirl_lite.imports import import_object
 
         cls = import_object(name, "data.task")
         task = cls(data_cfg)

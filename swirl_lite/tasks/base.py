@@ -9,6 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
+from swirl_lite.schema import Document  # a search paragraph; defined with the records tools read
+
+__all__ = ["Document", "Example", "Grade", "Task"]
+
 
 @dataclass
 class Example:
@@ -29,13 +33,6 @@ class Grade:
     f1: float | None = None
 
 
-@dataclass
-class Document:
-    id: str
-    title: str
-    text: str
-
-
 @runtime_checkable
 class Task(Protocol):
     name: str
@@ -45,7 +42,9 @@ class Task(Protocol):
 
     def load(self, split: str, limit: int | None = None, seed: int = 0, shuffle: bool = True) -> list[Example]: ...
 
-    def prompt(self, example: Example, max_steps: int, demonstrations: int = 0) -> list[dict]: ...
+    def prompt(self, example: Example, max_steps: int, demonstrations: int = 0) -> list[dict]:
+        """State s_0. A task may also take `tools=` (the run's Tool objects) to explain them."""
+        ...
 
     def extract_answer(self, text: str) -> str | None: ...
 

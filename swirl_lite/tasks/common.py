@@ -19,6 +19,7 @@ from swirl_lite.tasks.demos import DEMOS
 from swirl_lite.tasks.grading import resolve_grader
 from swirl_lite.tasks.loading import collect, looks_local, read_rows
 from swirl_lite.tasks.prompts import Demonstration, build_prompt
+from swirl_lite.tools.base import Tool
 
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 _ANSWER_OPEN = "<answer>"
@@ -121,9 +122,12 @@ class BaseTask:
             self._nearest = NearestDemonstrations(pool())
         return self._nearest.pick(example, n)
 
-    def prompt(self, example: Example, max_steps: int, demonstrations: int = 0) -> list[dict]:
+    def prompt(
+        self, example: Example, max_steps: int, demonstrations: int = 0, tools: Sequence[Tool] | None = None
+    ) -> list[dict]:
+        """State s_0; `tools` (the run's) decide what the instructions explain (`prompts.instructions`)."""
         demos = self.demonstrations(example, demonstrations)
-        return build_prompt(self.kind, example.question, max_steps, demos)
+        return build_prompt(self.kind, example.question, max_steps, demos, tools)
 
     def extract_answer(self, text: str) -> str | None:
         return extract_answer(text)

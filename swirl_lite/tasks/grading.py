@@ -158,7 +158,7 @@ def resolve_grader(spec: str) -> Callable[[str | None, list[str]], Grade]:
         return GRADERS[spec]
     if ":" not in spec:
         raise ValueError(f"data.grader: unknown grader {spec!r}; use {', '.join(GRADERS)} or module:function")
-    from swirl_lite.tasks.loading import import_object
+    from swirl_lite.imports import import_object
 
     fn = import_object(spec, "data.grader")
 

@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import importlib
 import json
-import os
 import random
-import sys
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -138,20 +135,3 @@ def doc_id(title: str, text: str) -> str:
 
 def stable_id(text: str) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:12]
-
-
-def import_object(spec: str, what: str) -> Any:
-    """`package.module:attr` -> the attribute; a one-line error naming `what` otherwise."""
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise ValueError(f"{what}: {spec!r} is not an import path of the form package.module:name")
-    if os.getcwd() not in sys.path:  # `my_tools:MyTool` next to the recipe works from a console script
-        sys.path.insert(0, os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ValueError(f"{what}: cannot import {module_name!r} ({exc})") from None
-    try:
-        return getattr(module, attr)
-    except AttributeError:
-        raise ValueError(f"{what}: module {module_name!r} has no {attr!r}") from None

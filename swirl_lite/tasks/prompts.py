@@ -8,6 +8,11 @@ Departures: the instructions sit in the FIRST user message, because Gemma's chat
 system role. Small models follow a format far better after seeing it, so `demonstrations=N`
 prepends N short worked trajectories (ours, see `demos.py`) as earlier chat turns, built exactly the
 way the rollout builds a real trajectory (assistant action, user `QUERY -> RESULT`, ...).
+
+The instructions follow the run's tools: a task kind's written text (below) explains the tags it
+was written for (math: the calculator, QA: search) and is used when the run serves exactly those;
+any other set of tools (a user tool with a new tag, or two tools) gets instructions composed from
+each tool's `describe` line (`tools/base.py`), so the policy is told about every tag it may use.
 """
 
 from __future__ import annotations
@@ -17,12 +22,13 @@ from dataclasses import dataclass
 
 from swirl_lite.actions import format_result
 from swirl_lite.tasks.base import Example
+from swirl_lite.tools.base import ANSWER, Tool, describe
 
 
 @dataclass(frozen=True)
 class DemoStep:
     thought: str
-    tag: str  # "math_exp", "search_query" or "answer"
+    tag: str  # the action tag, e.g. "math_exp", "search_query" or "answer"
     query: str
     result: str | None = None  # the tool result; None for the final answer
 
@@ -70,11 +76,42 @@ help, search for something else. You have at most {max_steps} turns, the answer 
 answer is a short phrase (a name, a date, a number, yes or no), not a sentence."""
 
 INSTRUCTIONS = {"math": _MATH, "qa": _QA}
+WRITTEN_FOR = {"math": ("math_exp",), "qa": ("search_query",)}  # the tool tags each text explains
+
+_INTRO = {
+    "math": "You solve math word problems step by step, using tools.",
+    "qa": "You answer questions step by step, using tools.",
+}
+_SLOT = {"math": "NUMBER", "qa": "ANSWER"}
+_ANSWER_RULE = {
+    "math": "The answer is only the final number, without units.",
+    "qa": "The answer is a short phrase (a name, a date, a number, yes or no), not a sentence.",
+}
 
 
-def instructions(kind: str, max_steps: int) -> str:
-    """The instruction block for a task kind ('math' or 'qa') and step budget."""
-    return INSTRUCTIONS[kind].format(max_steps=max_steps)
+def composed_instructions(kind: str, max_steps: int, tools: Sequence[Tool]) -> str:
+    """Instructions that explain every tool of the run by its `describe` line."""
+    lines = [
+        _INTRO[kind],
+        "",
+        "Each of your turns does exactly ONE of these two things:",
+        "1. Think briefly (a sentence or two), then call ONE of these tools once:",
+        *(f"   - {describe(t)}" for t in tools),
+        f"2. Give the final answer and stop: <{ANSWER}>{_SLOT[kind]}</{ANSWER}>",
+        "Never call a tool and answer in the same turn.",
+        "",
+        "After each tool call I reply with one line, `QUERY -> RESULT`. Use these results; do not "
+        f"repeat a query. You have at most {max_steps} turns, the answer included. {_ANSWER_RULE[kind]}",
+    ]
+    return "\n".join(lines)
+
+
+def instructions(kind: str, max_steps: int, tools: Sequence[Tool] | None = None) -> str:
+    """The instruction block for a task kind ('math' or 'qa'), step budget and the run's tools
+    (None: the tools the kind's written text explains)."""
+    if tools is None or tuple(t.tag for t in tools) == WRITTEN_FOR[kind]:
+        return INSTRUCTIONS[kind].format(max_steps=max_steps)
+    return composed_instructions(kind, max_steps, tools)
 
 
 def question_text(question: str) -> str:
@@ -101,6 +138,7 @@ def build_prompt(
     question: str,
     max_steps: int,
     demonstrations: Sequence[Demonstration] = (),
+    tools: Sequence[Tool] | None = None,
 ) -> list[dict]:
     """Chat messages that open a trajectory: the state s_0 of METHOD.md §2.
 
@@ -108,7 +146,7 @@ def build_prompt(
     the real one when there are none); each later question is its own user message.
     """
     questions = [d.question for d in demonstrations] + [question]
-    head = f"{instructions(kind, max_steps)}\n\n{question_text(questions[0])}"
+    head = f"{instructions(kind, max_steps, tools)}\n\n{question_text(questions[0])}"
     messages: list[dict] = [{"role": "user", "content": head}]
     for i, demo in enumerate(demonstrations):
         messages.extend(demo_messages(demo))

@@ -1,19 +1,26 @@
-"""Tool registry: `build_tools(names, tools_cfg, task, examples)` -> {action tag: Tool}.
+"""Tool registry: `build_tools(names, tools_cfg, task, examples)` -> {action tag: Tool}, and
+`run_tools(recipe)`: the run's tools, as generate gives them to the policy and the judge re-runs
+actions with them.
 
 Built-in names: `calculator` (tag math_exp) and `search` (tag search_query). A user tool is named by
 import path, `my_pkg.tools:MyTool`: a class instantiated with the ToolsConfig when its constructor
 takes a parameter (else with no arguments), or an object that already has `name`, `tag` and
-`batch`. An empty `names` list means the task's `default_tools`.
+`batch`. An empty `names` list means the task's `default_tools`. What a tool is (its contract:
+`description`, `judge_hint`, the stop string its tag implies) is in `tools/base.py`.
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from swirl_lite.config import ToolsConfig
-from swirl_lite.tasks.base import Document, Example, Task
 from swirl_lite.tools.base import Tool
+
+if TYPE_CHECKING:
+    from swirl_lite.config import Recipe
+    from swirl_lite.tasks.base import Document, Example, Task
 
 
 def _calculator(cfg: ToolsConfig, task: Task | None, examples: list[Example]) -> Tool:
@@ -47,11 +54,11 @@ TOOLS: dict[str, Callable[[ToolsConfig, Task | None, list[Example]], Tool]] = {
     "search": _search,
 }
 
-__all__ = ["TOOLS", "Tool", "build_tool", "build_tools", "search_corpus"]
+__all__ = ["TOOLS", "Tool", "build_tool", "build_tools", "run_tools", "search_corpus"]
 
 
 def _from_import_path(spec: str, cfg: ToolsConfig) -> Tool:
-    from swirl_lite.tasks.loading import import_object
+    from swirl_lite.imports import import_object
 
     obj = import_object(spec, "tools.use")
     if inspect.isclass(obj):
@@ -84,3 +91,14 @@ def build_tools(names: list[str], tools_cfg: ToolsConfig | None = None, task: Ta
             raise ValueError(f"tools.use: {name!r} and {tools[tool.tag].name!r} both serve <{tool.tag}>; keep one")
         tools[tool.tag] = tool
     return tools
+
+
+def run_tools(recipe: Recipe, task: Task, examples: list[Example] | None = None) -> dict[str, Tool]:
+    """The run's tools: `tools.use` (or the task's defaults) over the training split's questions
+    (`examples`, loaded from `data` when not given and a tool needs them: the search corpus)."""
+    names = list(recipe.tools.use) or list(task.default_tools)
+    if examples is None:
+        d = recipe.data
+        needs_corpus = "search" in names and not recipe.tools.corpus
+        examples = list({ex.id: ex for ex in task.load(d.split, d.limit, d.seed, d.shuffle)}.values()) if needs_corpus else []
+    return build_tools(names, recipe.tools, task, examples)

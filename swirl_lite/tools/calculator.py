@@ -290,6 +290,18 @@ class Calculator:
 
     name = "calculator"
     tag = "math_exp"
+    description = (
+        "the calculator: <math_exp>EXPRESSION</math_exp> with numbers, + - * / ** and parentheses, "
+        "for example <math_exp>(12 + 8) / 4</math_exp>"
+    )
+    judge_hint = (
+        "The assistant solves a math word problem with a calculator, one calculation per step. "
+        "Judge ONLY the last step, a calculation.\n"
+        "GOOD: the expression uses the right numbers from the problem or from earlier results and "
+        "computes a quantity that is a correct next step towards the answer.\n"
+        "BAD: it uses wrong numbers or the wrong operation, computes something the problem does not "
+        "need, or repeats an earlier calculation."
+    )
 
     def __init__(self, timeout_s: float = 0.1):
         self.timeout_s = timeout_s

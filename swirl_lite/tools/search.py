@@ -24,8 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from swirl_lite.schema import numbered_jsonl
-from swirl_lite.tasks.base import Document
+from swirl_lite.schema import Document, numbered_jsonl
 
 STOPWORDS = "en"
 BM25_PARAMS = {"k1": 1.5, "b": 0.75, "method": "lucene"}
@@ -150,6 +149,18 @@ class SearchTool:
 
     name = "search"
     tag = "search_query"
+    description = (
+        "search: <search_query>QUERY</search_query> returns the best-matching paragraph as "
+        "`Title: text`; a good query names the one thing you need next"
+    )
+    judge_hint = (
+        "The assistant answers the question by searching a collection of encyclopedia paragraphs, "
+        "one search per step. Judge ONLY the last step, a search query.\n"
+        "GOOD: the query looks up a fact that is needed to answer the question and is not already "
+        "known from earlier results, so it is likely to help.\n"
+        "BAD: the query is unrelated to the question, repeats an earlier search, or asks for "
+        "something the earlier results already gave."
+    )
 
     def __init__(
         self,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from swirl_lite.actions import STOP_STRINGS
+from swirl_lite.actions import TAGS, stop_strings
 from swirl_lite.config import Recipe
 from swirl_lite.training.common import trainer_args, unique_states_per_step, world_size
 
@@ -32,8 +32,9 @@ def check_group(recipe: Recipe) -> None:
         )
 
 
-def grpo_config(recipe: Recipe, output_dir: Path):
-    """recipe.train -> trl.GRPOConfig."""
+def grpo_config(recipe: Recipe, output_dir: Path, tags: tuple[str, ...] = TAGS):
+    """recipe.train -> trl.GRPOConfig; sampled actions stop at the closing tag of any of `tags`
+    (the run's action tags)."""
     from trl import GRPOConfig
 
     t = recipe.train
@@ -46,7 +47,7 @@ def grpo_config(recipe: Recipe, output_dir: Path):
         max_completion_length=t.max_completion_length,
         # Our dataset is already ordered (longest states first, then seeded shuffles per pass).
         shuffle_dataset=False,
-        generation_kwargs={"stop_strings": list(STOP_STRINGS)},
+        generation_kwargs={"stop_strings": list(stop_strings(tags))},
         # Tools are not run in training; only the judge's score is the reward.
         log_completions=False,
     )
@@ -117,13 +118,14 @@ def shared_prompt_trainer():
 
 
 def build_trainer(recipe: Recipe, loaded, rows: list[dict], reward, output_dir: Path, extra_rewards=()):
-    """A GRPOTrainer over `rows` (see training.data) with `reward` (a JudgeReward) first."""
+    """A GRPOTrainer over `rows` (see training.data) with `reward` (a JudgeReward) first; sampling
+    stops at the closing tags of the reward's action tags (the run's tools)."""
     from trl import GRPOTrainer
 
     from swirl_lite.training import shared_prompt
     from swirl_lite.training.data import longest_first, ordered_dataset
 
-    args = grpo_config(recipe, output_dir)
+    args = grpo_config(recipe, output_dir, getattr(reward, "tags", TAGS))
     per_step = unique_states_per_step(recipe, recipe.train.num_generations)
     order = longest_first(
         [r["length"] for r in rows], per_step, recipe.train.seed, per_step * recipe.train.max_steps

@@ -1,0 +1,110 @@
+"""Scorers built on other scorers: the `mix` of reference and LLM judge, and format credit.
+
+Both are departures from the paper for small policies (see each class).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from typing import Any
+
+from swirl_lite.actions import TAGS
+from swirl_lite.judges.prompts import JudgeView, view_of
+from swirl_lite.judges.reference import CALCULATE, calculate, same_value
+from swirl_lite.schema import SubTrajectory, Verdict
+from swirl_lite.tasks.grading import parse_number
+
+
+class MixScorer:
+    """`judge.kind: mix`: weight x reference + (1 - weight) x LLM; GOOD when the mix is >= 0.5."""
+
+    def __init__(self, reference: Any, llm: Any, weight: float):
+        self.reference, self.llm, self.weight = reference, llm, weight
+        self.identity = f"mix:{weight:g}:{reference.identity}+{llm.identity}"
+
+    def score(self, subs: list[SubTrajectory]) -> list[Verdict]:
+        out = []
+        for ref, llm in zip(self.reference.score(subs), self.llm.score(subs), strict=True):
+            score = self.weight * ref.score + (1 - self.weight) * llm.score
+            why = f"reference {ref.score:.2f} ({ref.rationale}); llm {llm.label} {llm.score:.2f}"
+            out.append(Verdict(ref.sub_id, self.identity, "GOOD" if score >= 0.5 else "BAD", score, why))
+        return out
+
+
+# Every unsigned number in a text. Not grading's number pattern: that one reads `12 / 4` as the
+# fraction 3 and `-5` as negative, where an expression's operands are 12, 4 and 5.
+_NUMBER = re.compile(r"(?<![\d.])\d+(?:\.\d+)?(?!\d)")
+
+
+def _numbers(text: str) -> set[float]:
+    return {float(n) for n in _NUMBER.findall(text.replace(",", ""))}
+
+
+def _calculated(view: JudgeView) -> list:
+    """The values the trajectory's earlier calculations returned (unparsable results left out)."""
+    values = (parse_number(p.result) for p in view.prior if p.kind == CALCULATE and p.result)
+    return [v for v in values if v is not None]
+
+
+def usable_new_step(view: JudgeView) -> bool:
+    """One well-formed tool call that does something new: not a repeated query, and for a calculation
+    an expression that evaluates, has an operator, uses only numbers the problem or an earlier result
+    gave, and gives a value no earlier result had. An answer never earns format credit: a wrong
+    answer is wrong, and crediting it was measured to teach a 135M policy to answer at once."""
+    if view.kind in ("none", "answer") or view.malformed is not None:
+        return False
+    if any(p.kind == view.kind and p.query == view.query for p in view.prior):
+        return False
+    if view.kind != CALCULATE:
+        return True
+    query = view.query or ""
+    value = calculate(query)
+    if value is None or not re.search(r"\d\s*[-+*/^%]|\w\(", query):
+        return False  # an error, or a bare number copied from a result
+    known = _numbers(view.question) | {n for p in view.prior if p.result for n in _numbers(p.result)}
+    if not _numbers(query) <= known:
+        return False  # a number from nowhere
+    return not any(same_value(value, e) for e in _calculated(view))
+
+
+def gold_solution_done(sub: SubTrajectory, view: JudgeView) -> bool:
+    """The trajectory (`view` of `sub`) already has the gold answer as a result, or as many
+    calculations as the gold solution has steps (`meta["steps"]`); False when the sub carries neither."""
+    gold = parse_number(str(sub.gold)) if sub.gold not in (None, "") else None
+    if gold is not None and any(same_value(v, gold) for v in _calculated(view)):
+        return True
+    steps = sub.meta.get("steps") or []
+    return bool(steps) and sum(p.kind == CALCULATE for p in view.prior) >= len(steps)
+
+
+class FormatCredit:
+    """`judge.format_credit`: a usable new step scores at least `credit` (< 0.5, so its label stays).
+
+    With a sparse judge (the reference judge on a 135M policy: ~3% of sampled actions GOOD) most
+    GRPO groups score all zeros and give no gradient; a small credit for the format separates a
+    tag-less ramble from a wrong but usable step, and the judge's 1.0 still dominates. Only steps
+    that do something new earn it (`usable_new_step`): crediting every well-formed tag was measured
+    to teach the 135M policy to recompute its last result forever instead of answering, and
+    crediting wrong answers to answer at once with a number from nowhere.
+
+    With `gold` (the reference judge, which reads gold anyway), a calculation also earns no credit
+    once the gold solution is done: an earlier result already equals the gold answer, or the
+    trajectory has made as many calculations as the gold solution has steps. Without this, 80 GRPO
+    steps taught the 135M policy to keep calculating ("18 + 5", "23 + 5", ...) instead of answering:
+    held-out accuracy 13/48 -> 0/48 (learn-cpu, measured).
+    """
+
+    def __init__(self, inner: Any, credit: float, gold: bool = False, tags: tuple[str, ...] | None = None):
+        self.inner, self.credit, self.gold = inner, credit, gold
+        self.tags = tags or TAGS  # the run's action tags (`tools.base.action_tags`)
+        self.identity = f"{inner.identity}+format>={credit:g}{'-until-gold' if gold else ''}"
+
+    def score(self, subs: list[SubTrajectory]) -> list[Verdict]:
+        out = []
+        for sub, v in zip(subs, self.inner.score(subs), strict=True):
+            view = view_of(sub, self.tags) if v.score < self.credit else None
+            if view is not None and usable_new_step(view) and not (self.gold and gold_solution_done(sub, view)):
+                v = replace(v, score=self.credit, rationale=f"{v.rationale}; usable new step")
+            out.append(replace(v, judge=self.identity))
+        return out
