@@ -9,6 +9,7 @@ import click
 
 from swirl_lite.pipeline import ORDER, available_stages
 
+DEBUG_KEY = "swirl_lite.debug"
 SET_HELP = "Override a recipe value, e.g. --set generate.temperature=0.7 (repeatable)."
 
 
@@ -24,15 +25,58 @@ def _load(recipe_path: str, overrides: tuple[str, ...]):
         sys.exit(2)
 
 
+def _run_dir(resolved):
+    """The recipe's run directory, locked for as long as this command runs (a second run into it
+    is refused at once, naming this process)."""
+    from swirl_lite.runs import RunDir
+
+    run_dir = RunDir.for_recipe(resolved, lock=True)
+    click.get_current_context().call_on_close(run_dir.unlock)
+    return run_dir
+
+
 def _fail(exc: Exception) -> None:
     from swirl_lite.console import error
+    from swirl_lite.errors import debug_requested, explain
 
-    error(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-    sys.exit(1)
+    ctx = click.get_current_context(silent=True)
+    if debug_requested() or (ctx is not None and ctx.meta.get(DEBUG_KEY)):
+        raise exc
+    message, code = explain(exc)
+    error(message)
+    sys.exit(code)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class SafeGroup(click.Group):
+    """The CLI's one error boundary: whatever a command raises (a file, the disk, the network, an
+    endpoint, user code) ends as one line and exit code 2 (usage) or 1 (runtime), unless
+    `--debug` or SWIRL_LITE_DEBUG=1 asks for the traceback. Click's own exits pass through."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:  # a bad option or argument: one line too, exit 2
+            from swirl_lite.console import error
+
+            where = exc.ctx.command_path if exc.ctx is not None else ctx.command_path
+            error(f"{where}: {exc.format_message()} (see {where} --help)")
+            ctx.exit(2)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:  # noqa: BLE001 - this is the boundary
+            _fail(exc)
+
+
+def _debug(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    if value:
+        ctx.meta[DEBUG_KEY] = True  # meta is shared by every sub-command's context
+    return value
+
+
+@click.group(cls=SafeGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="swirl-lite")
+@click.option("--debug", is_flag=True, expose_value=False, callback=_debug, is_eager=True,
+              help="Show the full traceback of an error (or set SWIRL_LITE_DEBUG=1).")
 def main() -> None:
     """swirl-lite: Step-Wise RL for multi-step reasoning and tool use, on one GPU (or a CPU).
 
@@ -68,11 +112,10 @@ def validate(recipe: str, overrides: tuple[str, ...]) -> None:
 def run(recipe: str, overrides: tuple[str, ...], force: bool, from_stage: str | None) -> None:
     """Run every stage in order (finished stages are skipped unless the recipe changed)."""
     from swirl_lite.pipeline import run_pipeline
-    from swirl_lite.runs import RunDir
 
     resolved = _load(recipe, overrides)
     try:
-        run_pipeline(resolved, RunDir.for_recipe(resolved), from_stage=from_stage, force=force)
+        run_pipeline(resolved, _run_dir(resolved), from_stage=from_stage, force=force)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         _fail(exc)
 
@@ -80,13 +123,12 @@ def run(recipe: str, overrides: tuple[str, ...], force: bool, from_stage: str | 
 def _stage_command(stage: str) -> Callable:
     def command(recipe: str, overrides: tuple[str, ...], force: bool, adapters: tuple[str, ...] = ()) -> None:
         from swirl_lite.pipeline import run_stage, stage_inputs
-        from swirl_lite.runs import RunDir
 
         resolved = _load(recipe, overrides)
         if adapters:
             resolved.eval.adapters = [*resolved.eval.adapters, *adapters]
         try:
-            run_dir = RunDir.for_recipe(resolved)
+            run_dir = _run_dir(resolved)
             if adapters and not force and run_dir.is_done(stage):
                 # New adapters to add: evaluate skips the (model, task) pairs it finished before.
                 from swirl_lite.stages.evaluate import run as evaluate
