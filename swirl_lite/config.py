@@ -108,8 +108,10 @@ class OpenAIEndpoint(Section):
     model: str | None = Field(None, description="Model name the server knows.")
     api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable holding the key.")
     concurrency: int = Field(16, ge=1, description="Requests in flight at once.")
-    timeout_s: float = Field(120.0, gt=0, description="Per-request timeout.")
-    max_retries: int = Field(4, ge=0, description="Retries with exponential backoff.")
+    timeout_s: float = Field(
+        20.0, gt=0, description="Seconds to wait for a reply; with max_retries a dead server fails in ~1 min."
+    )
+    max_retries: int = Field(2, ge=0, description="Retries with exponential backoff after the first attempt.")
 
 
 class GenerateConfig(Section):
