@@ -89,16 +89,21 @@ def main() -> None:
 @click.option("--set", "overrides", multiple=True, help=SET_HELP)
 def validate(recipe: str, overrides: tuple[str, ...]) -> None:
     """Check a recipe and print every problem at once."""
+    from rich.markup import escape
+
+    from swirl_lite.checks import notes, recipe_problems
     from swirl_lite.config import recipe_to_yaml
-    from swirl_lite.console import console
+    from swirl_lite.console import console, error
 
     resolved = _load(recipe, overrides)
-    try:  # the task checks what the schema cannot: which demonstration sources and grader it takes
-        from swirl_lite.tasks import get_task
-
-        get_task(resolved.data)
-    except (ValueError, ImportError) as exc:
-        _fail(exc)
+    # What the schema cannot see and no model or download is needed for: task, tools, files, run path.
+    problems = recipe_problems(resolved)
+    for line in problems:
+        error(f"{recipe}: {line}")
+    if problems:
+        sys.exit(2)
+    for line in notes(resolved):
+        console.print(f"[dim]note: {escape(line)}[/]", soft_wrap=True)
     console.print(f"[green]ok[/] {recipe}: run directory {resolved.output.dir}/{resolved.run_name}")
     if overrides:
         console.print(recipe_to_yaml(resolved), markup=False)

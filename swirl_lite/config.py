@@ -353,11 +353,23 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     if not path.is_file():
         raise RecipeError([f"{path}: no such recipe file"])
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        text = read_utf8(path)
+    except ValueError as exc:
+        raise RecipeError([str(exc)]) from None
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
         raise RecipeError([f"{path}:{where} is not valid YAML ({getattr(exc, 'problem', exc)})"]) from None
+    if data is None or data == {}:  # every default would mean GSM8K from the hub: say so instead
+        if overrides:
+            data = {}
+        else:
+            raise RecipeError([
+                f"{path}: the recipe is empty; set at least data.task (e.g. `data: {{task: arithmetic}}`), "
+                "see recipes/quickstart.yaml"
+            ])
     if not isinstance(data, dict):
         raise RecipeError([f"{path}: a recipe is a mapping of sections ({', '.join(SECTIONS)})"])
     data = apply_overrides(data, list(overrides))
