@@ -123,14 +123,20 @@ def write_jsonl(path: str | Path, records: Iterable[Any]) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     count = 0
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for record in records:
-            data = record if isinstance(record, dict) else asdict(record)
-            fh.write(json.dumps(data, ensure_ascii=False) + "\n")
-            count += 1
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            for record in records:
+                data = record if isinstance(record, dict) else asdict(record)
+                fh.write(json.dumps(data, ensure_ascii=False) + "\n")
+                count += 1
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:  # a full disk or a kill mid-write: leave no half file behind
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.filename is None:  # fsync/write name no file: say which
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
+        raise
     return count
 
 

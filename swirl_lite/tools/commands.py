@@ -59,8 +59,13 @@ def tools_run(name: str, queries: tuple[str, ...], recipe: str | None, overrides
     cfg = resolved.tools
     if corpus:
         cfg = cfg.model_copy(update={"corpus": corpus})
-    if top_k:
-        cfg = cfg.model_copy(update={"search_top_k": top_k})
+    if top_k is not None:  # through the schema, so its range (1-20) holds here too
+        from pydantic import ValidationError
+
+        try:
+            cfg = cfg.model_validate({**cfg.model_dump(), "search_top_k": top_k})
+        except ValidationError as exc:
+            raise click.BadParameter(exc.errors()[0]["msg"], param_hint="--top-k") from None
     task, examples = None, []
     try:
         if recipe is not None and name == "search" and not cfg.corpus:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from swirl_lite.errors import read_utf8
 from swirl_lite.tasks.base import Document
 
 STOPWORDS = "en"
@@ -134,7 +135,11 @@ def load_corpus(path: str | Path) -> list[Document]:
     if not file.is_file():
         raise FileNotFoundError(f"tools.corpus: no such file {str(path)!r}")
     docs = []
-    for n, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
+    try:
+        text = read_utf8(file)
+    except ValueError as exc:
+        raise ValueError(f"tools.corpus: {exc}") from None
+    for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
