@@ -10,7 +10,12 @@ import pytest
 from openai_stub import chat_reply, serve
 
 from swirl_lite.backends import SamplingParams
-from swirl_lite.backends.openai import EndpointError, OpenAILLM, check_chat_reply, check_top_logprobs
+from swirl_lite.backends.openai import (
+    EndpointError,
+    OpenAILLM,
+    check_chat_reply,
+    check_top_logprobs,
+)
 from swirl_lite.config import OpenAIEndpoint
 
 URL = "http://127.0.0.1:1/v1/chat/completions"
