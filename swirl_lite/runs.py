@@ -54,7 +54,8 @@ def run_path(recipe: Recipe) -> Path:
         )
     if path.exists() and not path.is_dir():
         raise RunDirError(f"output.name: {path} is a file, not a run directory; pick another output.name")
-    if path.is_dir() and not (path / MANIFEST).is_file() and any(path.iterdir()):
+    # An older swirl-lite wrote recipe.yaml before any manifest: such a folder is ours too.
+    if path.is_dir() and not (path / MANIFEST).is_file() and {p.name for p in path.iterdir()} - {"recipe.yaml", LOCK}:
         raise RunDirError(
             f"output.name: {path} exists and was not made by swirl-lite (no {MANIFEST}); "
             "pick another output.name or output.dir"

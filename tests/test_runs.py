@@ -166,3 +166,13 @@ def test_the_lock_is_timed_inside_the_process(tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_an_empty_folder_or_one_with_only_a_recipe_is_taken(tmp_path):
+    for name, files in (("empty", []), ("old", ["recipe.yaml"])):
+        folder = tmp_path / "runs" / name
+        folder.mkdir(parents=True)
+        for f in files:
+            (folder / f).write_text("model: {}\n")
+        run = RunDir.for_recipe(build_recipe({"output": {"dir": str(tmp_path / "runs"), "name": name}}))
+        assert (run / "manifest.json").is_file()
