@@ -133,25 +133,44 @@ time.sleep(60)
 
 
 def test_a_second_run_into_a_busy_directory_is_refused_at_once(tmp_path):
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path / "runs")], stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "locked"
-        recipe = _recipe(tmp_path, name="busy")
-        start = time.perf_counter()
-        result = subprocess.run([sys.executable, "-m", "swirl_lite.cli", "split", str(recipe)],
-                                capture_output=True, text=True, timeout=60)
-        seconds = time.perf_counter() - start
-        lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
-        assert result.returncode == 1, lines
-        assert len(lines) == 1 and f"pid {holder.pid}" in lines[0] and "in use" in lines[0], lines
-        begin = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "swirl_lite.cli", "--help"], capture_output=True, timeout=60)
-        start_up = time.perf_counter() - begin
-        assert seconds < 2.0 + start_up, (seconds, start_up)  # refused at once, not after a wait
-    finally:
-        holder.kill()
-        holder.wait()
-    # a killed holder leaves no stale lock: the same run now proceeds
+    """Two real `generate` runs into one directory: the first waits on an endpoint that never
+    answers (holding the lock), the second (`--force`, other settings) is refused at once."""
+    from openai_stub import serve
+
+    (tmp_path / "q.jsonl").write_text('{"question": "What is 2 + 2?", "answer": "4"}\n')
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "data": {"task": "custom", "path": str(tmp_path / "q.jsonl"), "kind": "math"},
+        "generate": {"backend": "openai", "samples_per_question": 1, "demonstrations": 0,
+                     "openai": {"base_url": "URL", "model": "stub", "timeout_s": 60, "max_retries": 0}},
+        "output": {"dir": str(tmp_path / "runs"), "name": "busy"},
+    }))
+    lock = tmp_path / "runs" / "busy" / ".lock"
+    with serve(hang=True) as url:
+        args = [sys.executable, "-m", "swirl_lite.cli", "generate", str(recipe), "--set", f"generate.openai.base_url={url}"]
+        first = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.time() + 60
+            while not (lock.exists() and f"pid {first.pid}" in lock.read_text()) and time.time() < deadline:
+                time.sleep(0.1)
+            assert first.poll() is None, "the first run ended early"
+            start = time.perf_counter()
+            second = subprocess.run([*args, "--force", "--set", "generate.temperature=0.1"],
+                                    capture_output=True, text=True, timeout=60)
+            seconds = time.perf_counter() - start
+            assert first.poll() is None, "the first run must still be going"
+        finally:
+            first.kill()
+            first.wait()
+    lines = [line for line in (second.stdout + second.stderr).splitlines() if line.strip()]
+    assert second.returncode == 1, lines
+    assert len(lines) == 1 and f"in use by pid {first.pid} (swirl-lite generate" in lines[0], lines
+    begin = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "swirl_lite.cli", "--help"], capture_output=True, timeout=60)
+    start_up = time.perf_counter() - begin
+    assert seconds < 2.0 + start_up, (seconds, start_up)  # refused at once, not after a wait
+    assert not list((tmp_path / "runs" / "busy" / "generate").glob("shard-*")), "the second run wrote nothing"
+    # the killed first run leaves no stale lock: the run proceeds now
     RunDir.for_recipe(build_recipe({"output": {"dir": str(tmp_path / "runs"), "name": "busy"}}), lock=True).unlock()
 
 
