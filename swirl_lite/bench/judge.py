@@ -200,9 +200,10 @@ def run_bench(
     generate_limit: int = 24, max_new_tokens: int = 96, seed: int = 0,
 ) -> list[dict]:
     """Score the labelled set with the reference judge and each model x mode; print the table."""
+    from swirl_lite.backends.scoring import HFEngine
     from swirl_lite.config import ModelConfig
     from swirl_lite.console import console, summary_table
-    from swirl_lite.judges.llm import HFEngine, LLMJudge
+    from swirl_lite.judges.llm import LLMJudge
     from swirl_lite.judges.reference import ReferenceJudge
     from swirl_lite.models import load_model
 
