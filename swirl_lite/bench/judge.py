@@ -222,10 +222,15 @@ def run_bench(
             rows.append({"judge": name, "mode": mode, **row})
     columns = ("judge", "mode", "n", "acc", "calc", "search", "answer", "GOOD%", "AUC", "inv", "agree", "steps/s")
     table = [
-        (r["judge"], r["mode"], r["n"], f"{r['accuracy']:.0%}", f"{r['acc_math_exp']:.0%}",
-         f"{r['acc_search_query']:.0%}", f"{r['acc_answer']:.0%}", f"{r['good_rate']:.0%}", r["auc"],
-         r["invalid"], f"{r['agreement']:.0%}" if "agreement" in r else "-", r["steps_per_s"])
+        (r["judge"], r["mode"], r["n"], _pct(r["accuracy"]), _pct(r["acc_math_exp"]),
+         _pct(r["acc_search_query"]), _pct(r["acc_answer"]), _pct(r["good_rate"]), r["auc"],
+         r["invalid"], _pct(r.get("agreement")), r["steps_per_s"])
         for r in rows
     ]
     console.print(summary_table(f"judge accuracy on labelled steps (batch size {batch_size})", table, columns))
     return [{k: v for k, v in r.items() if k != "verdicts"} for r in rows]
+
+
+def _pct(x: float | None) -> str:
+    """A share as a whole percentage; "-" when there was nothing to count (None or NaN)."""
+    return "-" if x is None or x != x else f"{x:.0%}"

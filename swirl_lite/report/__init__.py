@@ -20,15 +20,14 @@ from swirl_lite.report.metrics import (
     compare,
     compute_metrics,
     headline_rows,
-    is_tool_call,
     load_results,
     summarize,
 )
 from swirl_lite.report.render import print_comparison, render_html, render_markdown
 
 __all__ = [
-    "BASE", "HEADLINE_COLUMNS", "compare", "compute_metrics", "headline_rows", "is_tool_call",
-    "load_results", "print_comparison", "render_html", "render_markdown", "summarize", "write_report",
+    "BASE", "HEADLINE_COLUMNS", "compare", "compute_metrics", "headline_rows", "load_results",
+    "print_comparison", "render_html", "render_markdown", "summarize", "write_report",
 ]
 
 

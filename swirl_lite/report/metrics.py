@@ -20,15 +20,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from swirl_lite.report.stats import bootstrap_mean_ci, mcnemar_exact, paired_bootstrap, wilson
-from swirl_lite.schema import Step, Trajectory, read_jsonl, shard_paths
+from swirl_lite.schema import Trajectory, read_jsonl, shard_paths
+from swirl_lite.tools.base import is_tool_call
 
 BASE = "base"
-NOT_TOOL_CALLS = ("answer", "none")  # an answer, or a turn whose action could not be parsed
-
-
-def is_tool_call(step: Step) -> bool:
-    """Whatever tool ran it: any action that is neither an answer nor unparsed."""
-    return step.action not in NOT_TOOL_CALLS
 
 
 def load_results(run_path: str | Path) -> dict[str, dict[str, list[Trajectory]]]:
@@ -60,7 +55,7 @@ def summarize(trajs: Sequence[Trajectory], seed: int = 0) -> dict:
         "f1": sum(scores) / n if n else 0.0,
         "f1_ci": list(bootstrap_mean_ci(scores, seed=seed)),
         "mean_steps": len(steps) / n if n else 0.0,
-        "tool_calls_per_question": sum(map(is_tool_call, steps)) / n if n else 0.0,
+        "tool_calls_per_question": sum(is_tool_call(s.action) for s in steps) / n if n else 0.0,
         "answered": sum(t.final_answer is not None for t in trajs) / n if n else 0.0,
         "malformed_actions": sum(s.malformed is not None for s in steps) / len(steps) if steps else 0.0,
         "steps_histogram": _histogram([len(t.steps) for t in trajs]),
