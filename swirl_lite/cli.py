@@ -9,12 +9,50 @@ from collections.abc import Callable
 
 import click
 
-from swirl_lite.cli_helpers import SET_HELP, fail, load_or_exit
+from swirl_lite.cli_helpers import DEBUG_KEY, SET_HELP, fail, load_or_exit
 from swirl_lite.pipeline import ORDER, available_stages
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _run_dir(resolved):
+    """The recipe's run directory, locked for as long as this command runs (a second run into it
+    is refused at once, naming this process)."""
+    from swirl_lite.runs import RunDir
+
+    run_dir = RunDir.for_recipe(resolved, lock=True)
+    click.get_current_context().call_on_close(run_dir.unlock)
+    return run_dir
+
+
+class SafeGroup(click.Group):
+    """The CLI's one error boundary: whatever a command raises (a file, the disk, the network, an
+    endpoint, user code) ends as one line and exit code 2 (usage) or 1 (runtime), unless
+    `--debug` or SWIRL_LITE_DEBUG=1 asks for the traceback. Click's own exits pass through."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:  # a bad option or argument: one line too, exit 2
+            from swirl_lite.console import error
+
+            where = exc.ctx.command_path if exc.ctx is not None else ctx.command_path
+            error(f"{where}: {exc.format_message()} (see {where} --help)")
+            ctx.exit(2)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:  # noqa: BLE001 - this is the boundary
+            fail(exc)
+
+
+def _debug(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    if value:
+        ctx.meta[DEBUG_KEY] = True  # meta is shared by every sub-command's context
+    return value
+
+
+@click.group(cls=SafeGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="swirl-lite")
+@click.option("--debug", is_flag=True, expose_value=False, callback=_debug, is_eager=True,
+              help="Show the full traceback of an error (or set SWIRL_LITE_DEBUG=1).")
 def main() -> None:
     """swirl-lite: Step-Wise RL for multi-step reasoning and tool use, on one GPU (or a CPU).
 
@@ -27,16 +65,21 @@ def main() -> None:
 @click.option("--set", "overrides", multiple=True, help=SET_HELP)
 def validate(recipe: str, overrides: tuple[str, ...]) -> None:
     """Check a recipe and print every problem at once."""
+    from rich.markup import escape
+
+    from swirl_lite.checks import notes, recipe_problems
     from swirl_lite.config import recipe_to_yaml
-    from swirl_lite.console import console
+    from swirl_lite.console import console, error
 
     resolved = load_or_exit(recipe, overrides)
-    try:  # the task checks what the schema cannot: which demonstration sources and grader it takes
-        from swirl_lite.tasks import get_task
-
-        get_task(resolved.data)
-    except (ValueError, ImportError) as exc:
-        fail(exc)
+    # What the schema cannot see and no model or download is needed for: task, tools, files, run path.
+    problems = recipe_problems(resolved)
+    for line in problems:
+        error(f"{recipe}: {line}")
+    if problems:
+        sys.exit(2)
+    for line in notes(resolved):
+        console.print(f"[dim]note: {escape(line)}[/]", soft_wrap=True)
     console.print(f"[green]ok[/] {recipe}: run directory {resolved.output.dir}/{resolved.run_name}")
     if overrides:
         console.print(recipe_to_yaml(resolved), markup=False)
@@ -50,11 +93,10 @@ def validate(recipe: str, overrides: tuple[str, ...]) -> None:
 def run(recipe: str, overrides: tuple[str, ...], force: bool, from_stage: str | None) -> None:
     """Run every stage in order (finished stages are skipped unless the recipe changed)."""
     from swirl_lite.pipeline import run_pipeline
-    from swirl_lite.runs import RunDir
 
     resolved = load_or_exit(recipe, overrides)
     try:
-        run_pipeline(resolved, RunDir.for_recipe(resolved), from_stage=from_stage, force=force)
+        run_pipeline(resolved, _run_dir(resolved), from_stage=from_stage, force=force)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         fail(exc)
 
@@ -62,13 +104,12 @@ def run(recipe: str, overrides: tuple[str, ...], force: bool, from_stage: str | 
 def _stage_command(stage: str) -> Callable:
     def command(recipe: str, overrides: tuple[str, ...], force: bool, adapters: tuple[str, ...] = ()) -> None:
         from swirl_lite.pipeline import run_stage, stage_inputs
-        from swirl_lite.runs import RunDir
 
         resolved = load_or_exit(recipe, overrides)
         if adapters:
             resolved.eval.adapters = [*resolved.eval.adapters, *adapters]
         try:
-            run_dir = RunDir.for_recipe(resolved)
+            run_dir = _run_dir(resolved)
             if adapters and not force and run_dir.is_done(stage):
                 # New adapters to add: evaluate skips the (model, task) pairs it finished before.
                 from swirl_lite.stages.evaluate import run as evaluate
@@ -166,8 +207,13 @@ def tools_run(name: str, queries: tuple[str, ...], recipe: str | None, overrides
     cfg = resolved.tools
     if corpus:
         cfg = cfg.model_copy(update={"corpus": corpus})
-    if top_k:
-        cfg = cfg.model_copy(update={"search_top_k": top_k})
+    if top_k is not None:  # through the schema, so its range (1-20) holds here too
+        from pydantic import ValidationError
+
+        try:
+            cfg = cfg.model_validate({**cfg.model_dump(), "search_top_k": top_k})
+        except ValidationError as exc:
+            raise click.BadParameter(exc.errors()[0]["msg"], param_hint="--top-k") from None
     task, examples = None, []
     try:
         if recipe is not None and name == "search" and not cfg.corpus:

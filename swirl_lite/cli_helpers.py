@@ -8,6 +8,7 @@ import sys
 from typing import NoReturn
 
 SET_HELP = "Override a recipe value, e.g. --set generate.temperature=0.7 (repeatable)."
+DEBUG_KEY = "swirl_lite.debug"  # set in click's context meta by `swirl-lite --debug`
 
 
 def load_or_exit(recipe_path: str | None, overrides: tuple[str, ...] = (), default: dict | None = None):
@@ -29,12 +30,22 @@ def load_or_exit(recipe_path: str | None, overrides: tuple[str, ...] = (), defau
 
 
 def fail(exc: Exception | str) -> NoReturn:
-    """Print the first line of the error and exit 1 (no traceback)."""
+    """One line for the error (`errors.explain`: what failed, where, what to do) and exit 2 for a
+    usage problem or 1 for a runtime one; with `--debug` or SWIRL_LITE_DEBUG=1, the traceback."""
     from swirl_lite.console import error
+    from swirl_lite.errors import debug_requested, explain
 
-    text = str(exc)
-    error(text.splitlines()[0] if text else type(exc).__name__ if isinstance(exc, Exception) else "failed")
-    sys.exit(1)
+    if isinstance(exc, str):
+        error(exc)
+        sys.exit(1)
+    import click
+
+    ctx = click.get_current_context(silent=True)
+    if debug_requested() or (ctx is not None and ctx.meta.get(DEBUG_KEY)):
+        raise exc
+    message, code = explain(exc)
+    error(message)
+    sys.exit(code)
 
 
 def write_json(path: str | None, data) -> None:

@@ -10,16 +10,19 @@ Only pydantic and yaml are imported here, so `swirl-lite validate` answers insta
 from __future__ import annotations
 
 import difflib
+import os
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from swirl_lite.errors import UsageError, read_utf8
 
 SECTIONS = ("model", "data", "tools", "generate", "judge", "filter", "train", "eval", "output")
 
 
-class RecipeError(ValueError):
+class RecipeError(UsageError):
     """A recipe that cannot run. `errors` holds one line per problem."""
 
     def __init__(self, errors: list[str]):
@@ -105,8 +108,10 @@ class OpenAIEndpoint(Section):
     model: str | None = Field(None, description="Model name the server knows.")
     api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable holding the key.")
     concurrency: int = Field(16, ge=1, description="Requests in flight at once.")
-    timeout_s: float = Field(120.0, gt=0, description="Per-request timeout.")
-    max_retries: int = Field(4, ge=0, description="Retries with exponential backoff.")
+    timeout_s: float = Field(
+        20.0, gt=0, description="Seconds to wait for a reply; with max_retries a dead server fails in ~1 min."
+    )
+    max_retries: int = Field(2, ge=0, description="Retries with exponential backoff after the first attempt.")
 
 
 class GenerateConfig(Section):
@@ -203,8 +208,31 @@ class EvalConfig(Section):
 
 
 class OutputConfig(Section):
-    dir: str = Field("runs", description="Parent folder of run directories.")
-    name: str | None = Field(None, description="Run name; the recipe file's stem when unset.")
+    dir: str = Field("runs", description="Parent folder of run directories ('~' is your home).")
+    name: str | None = Field(None, description="Run name, one folder name; the recipe file's stem when unset.")
+
+    @field_validator("dir")
+    @classmethod
+    def _expand_home(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("is empty; set the parent folder of run directories, e.g. output.dir=runs")
+        return os.path.expanduser(value)
+
+    @field_validator("name")
+    @classmethod
+    def _one_segment(cls, value: str | None) -> str | None:
+        # The run directory is output.dir/name, and --force deletes stage folders inside it: a name
+        # that climbs out (`..`, `a/b`, `/abs`) would point that at someone else's folder.
+        if value is None:
+            return None
+        if not value.strip():
+            raise ValueError("is empty; set a run name (one folder name), e.g. --set output.name=exp1")
+        if value in (".", "..") or "/" in value or "\\" in value or value != value.strip() or "\0" in value:
+            raise ValueError(
+                "must be one folder name (no '/', '\\', '..' or surrounding spaces); "
+                "set output.dir for the parent folder"
+            )
+        return value
 
 
 class Recipe(Section):
@@ -303,7 +331,7 @@ def _format_error(err: dict, source: str) -> str:
         return "\n".join(f"{source}: {part}" for part in msg.split("; "))
     got = err.get("input")
     got_text = "" if isinstance(got, dict) else f" (got {got!r})"
-    return f"{source}: {key}: {err['msg']}{got_text}"
+    return f"{source}: {key}: {str(err['msg']).removeprefix('Value error, ')}{got_text}"
 
 
 def build_recipe(data: dict, source: str = "recipe") -> Recipe:
@@ -325,11 +353,23 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     if not path.is_file():
         raise RecipeError([f"{path}: no such recipe file"])
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        text = read_utf8(path)
+    except ValueError as exc:
+        raise RecipeError([str(exc)]) from None
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
         raise RecipeError([f"{path}:{where} is not valid YAML ({getattr(exc, 'problem', exc)})"]) from None
+    if data is None or data == {}:  # every default would mean GSM8K from the hub: say so instead
+        if overrides:
+            data = {}
+        else:
+            raise RecipeError([
+                f"{path}: the recipe is empty; set at least data.task (e.g. `data: {{task: arithmetic}}`), "
+                "see recipes/quickstart.yaml"
+            ])
     if not isinstance(data, dict):
         raise RecipeError([f"{path}: a recipe is a mapping of sections ({', '.join(SECTIONS)})"])
     data = apply_overrides(data, list(overrides))

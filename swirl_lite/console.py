@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from rich.console import Console
 from rich.progress import (
@@ -61,8 +61,20 @@ def fmt(value: object) -> str:
     return str(value)
 
 
+def skips(reasons: Mapping[str, int]) -> str:
+    """`2 skipped (missing question 1, gold not parseable 1)`, most frequent reason first; `none`."""
+    total = sum(reasons.values())
+    if not total:
+        return "none"
+    parts = ", ".join(f"{why} {n}" for why, n in sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])) if n)
+    return f"{total} skipped ({parts})"
+
+
 def error(message: str) -> None:
-    console.print(f"[bold red]error:[/] {message}")
+    """One line, never wrapped, and never read as markup (messages quote user text)."""
+    from rich.markup import escape
+
+    console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
 
 
 def info(message: str) -> None:

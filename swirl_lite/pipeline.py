@@ -65,6 +65,8 @@ def run_stage(stage: str, recipe: Recipe, run: RunDir, force: bool = False) -> d
     manifest = run.manifest()
     entry = manifest["stages"].get(stage)
     started = manifest.get("started", {}).get(stage)
+    if (run / stage).is_symlink() and not force:  # its output would land outside the run directory
+        raise ValueError(f"{run / stage} is a symlink; remove it (or use --force, which removes only the link)")
     if force:
         run.forget(stage)
     elif entry is not None:

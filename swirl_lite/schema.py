@@ -132,45 +132,51 @@ def write_jsonl(path: str | Path, records: Iterable[Any]) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     count = 0
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for record in records:
-            data = record if isinstance(record, dict) else asdict(record)
-            fh.write(json.dumps(data, ensure_ascii=False) + "\n")
-            count += 1
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            for record in records:
+                data = record if isinstance(record, dict) else asdict(record)
+                fh.write(json.dumps(data, ensure_ascii=False) + "\n")
+                count += 1
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:  # a full disk or a kill mid-write: leave no half file behind
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.filename is None:  # fsync/write name no file: say which
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
+        raise
     return count
 
 
-def read_jsonl(path: str | Path, skip_bad: bool = False) -> Iterator[dict]:
+def read_jsonl(path: str | Path, skip_bad: bool = False, keep_non_objects: bool = False) -> Iterator[Any]:
     """The JSON objects of a JSONL file, one per non-blank line.
 
     A line that is not a JSON object raises ValueError naming the file and line, unless `skip_bad`
-    (for a file of finished work whose torn lines, cut by a kill, are redone anyway).
+    (for a file of finished work whose torn lines, cut by a kill, are redone anyway), or unless
+    `keep_non_objects`, which yields such a value as it is (data loading counts it as a skipped
+    row). A byte that is not UTF-8 raises ValueError naming the file and line.
     """
-    for _, row in numbered_jsonl(path, skip_bad):
+    for _, row in numbered_jsonl(path, skip_bad, keep_non_objects):
         yield row
 
 
-def numbered_jsonl(path: str | Path, skip_bad: bool = False) -> Iterator[tuple[int, dict]]:
-    """(line number, JSON object) for each non-blank line: `read_jsonl` with the line numbers."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                    problem = None if isinstance(row, dict) else f"not a JSON object (got {line.strip()[:40]!r})"
-                except json.JSONDecodeError as exc:
-                    problem = f"not valid JSON ({exc.msg})"
-                if problem is None:
-                    yield lineno, row
-                elif not skip_bad:
-                    raise ValueError(f"{path}:{lineno}: {problem}")
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+def numbered_jsonl(path: str | Path, skip_bad: bool = False, keep_non_objects: bool = False) -> Iterator[tuple[int, Any]]:
+    """(line number, JSON value) for each non-blank line: `read_jsonl` with the line numbers."""
+    from swirl_lite.errors import read_utf8
+
+    for lineno, line in enumerate(read_utf8(path).splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            problem = None if isinstance(row, dict) or keep_non_objects else f"not a JSON object (got {line.strip()[:40]!r})"
+        except json.JSONDecodeError as exc:
+            problem = f"not valid JSON ({exc.msg})"
+        if problem is None:
+            yield lineno, row
+        elif not skip_bad:
+            raise ValueError(f"{path}:{lineno}: {problem}")
 
 
 def shard_paths(folder: str | Path) -> list[Path]:

@@ -106,7 +106,7 @@ def test_validate_command_prints_one_line_errors(tmp_path):
 def test_validate_command_asks_the_task_what_it_accepts(tmp_path):
     path = _write(tmp_path, {"data": {"task": "hotpotqa", "demonstrations_from": "similar"}})
     result = CliRunner().invoke(main, ["validate", str(path)])
-    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.exit_code == 2 and "Traceback" not in result.output
     assert "data.demonstrations_from" in result.output and "ok" not in result.output
 
 

@@ -205,7 +205,7 @@ def test_task_config_eval_path_and_leak_warning(tmp_path, capsys):
     assert "evaluation reads the training questions" in " ".join(capsys.readouterr().out.split())
 
 
-def test_evaluate_resumes_an_interrupted_task(tmp_path, monkeypatch):
+def test_evaluate_resumes_an_interrupted_task(tmp_path, monkeypatch, capsys):
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     first = build_recipe(recipe_data(tmp_path / "a"))
@@ -223,7 +223,9 @@ def test_evaluate_resumes_an_interrupted_task(tmp_path, monkeypatch):
     done = {json.loads(line)["question"] for line in lines[:2]}
     llm = ScriptedLLM(sloppy=True)
     monkeypatch.setattr(evaluate, "load_llm", lambda recipe, adapter: (llm, None))
+    capsys.readouterr()
     evaluate.run(recipe, run)
+    assert "evaluate: base / gsm8k: resuming, 2 of 6 questions already answered" in capsys.readouterr().out
     assert len(llm.asked) == 4 and not llm.asked & done
     resumed = list(read_jsonl(run / "evaluate" / "base" / "gsm8k.jsonl"))
     expected = [json.loads(line) for line in lines]

@@ -14,12 +14,12 @@ PACKAGE = Path(__file__).resolve().parent.parent / "swirl_lite"
 
 # Lowest first. A room may import rooms of its own layer or of a lower one.
 LAYERS = [
-    {"actions", "imports", "config", "console", "schema", "runs"},
+    {"actions", "imports", "errors", "config", "console", "schema", "runs"},
     {"tools"},
     {"tasks"},
     {"models", "backends"},
     {"judges", "rollout", "training", "report"},
-    {"stages", "pipeline", "chat", "doctor"},
+    {"stages", "pipeline", "chat", "doctor", "checks"},
     {"bench", "cli", "cli_helpers", "__main__"},
 ]
 

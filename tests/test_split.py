@@ -80,3 +80,17 @@ def test_stage_writes_trl_records_and_resumes(tmp_path):
     before = shard.stat().st_mtime_ns
     assert split.run(recipe, run)["sub_trajectories"] == 6  # finished shard counted, not redone
     assert shard.stat().st_mtime_ns == before
+
+
+def test_filter_counts_unreadable_records(tmp_path):
+    from swirl_lite.stages import filter as filter_stage
+
+    recipe = Recipe.model_validate({"output": {"dir": str(tmp_path), "name": "r"}, "filter": {"strategy": "none"}})
+    run = RunDir.for_recipe(recipe)
+    write_jsonl(run / "generate" / "shard-00000.jsonl", [to_dict(make_trajectory("q1#0"))])
+    split.run(recipe, run)
+    with open(run / "split" / "shard-00000.jsonl", "a") as fh:
+        fh.write('{"id": 5}\n')
+    summary = filter_stage.run(recipe, run)
+    assert summary["sub_trajectories_out"] == 3
+    assert summary["skipped"] == {"unreadable sub-trajectory (TypeError)": 1}

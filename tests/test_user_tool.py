@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 
-from judge_stub import judge_server
+from contextlib import contextmanager
+
+from openai_stub import serve
 
 from swirl_lite.backends.scripted import ScriptedLLM
 from swirl_lite.config import build_recipe
@@ -15,6 +17,23 @@ from swirl_lite.runs import RunDir
 from swirl_lite.schema import SubTrajectory, read_shards, to_dict
 from swirl_lite.stages import evaluate, filter, generate, split
 from swirl_lite.tasks import get_task
+
+@contextmanager
+def judge_server(good_if: str):
+    """A loopback judge (logprob mode): GOOD for a chat that contains `good_if`, else BAD; yields
+    (base URL, every chat it was asked)."""
+    asked: list[str] = []
+
+    def reply(body: dict) -> tuple[int, bytes]:
+        text = "\n".join(str(m.get("content", "")) for m in body["messages"])
+        asked.append(text)
+        first, second = ("GOOD", "BAD") if good_if in text else ("BAD", "GOOD")
+        top = [{"token": first, "logprob": -0.1}, {"token": second, "logprob": -2.5}]
+        return 200, json.dumps({"choices": [{"logprobs": {"content": [{"top_logprobs": top}]}}]}).encode()
+
+    with serve(reply) as url:
+        yield url, asked
+
 
 FACTS = [("What is the capital of France?", "Paris", "capital of France"),
          ("What is the capital of Peru?", "Lima", "capital of Peru")]
@@ -107,3 +126,26 @@ def test_rl_sampling_stops_at_the_user_tools_closing_tag(tmp_path):
     recipe = user_tool_recipe(tmp_path, "http://127.0.0.1:9/v1")
     args = grpo_config(recipe, tmp_path / "out", action_tags(run_tools(recipe, get_task(recipe.data))))
     assert "</lookup>" in args.generation_kwargs["stop_strings"]
+
+
+def test_a_judge_reply_in_another_shape_is_one_line_naming_the_endpoint(tmp_path):
+    from click.testing import CliRunner
+
+    from swirl_lite.cli import main
+
+    with judge_server(good_if="never") as (url, _):
+        recipe = user_tool_recipe(tmp_path, url)
+        run = RunDir.for_recipe(recipe)
+        generate.run(recipe, run, llm=ScriptedLLM(policy([])))
+        split.run(recipe, run)
+    wrong = {"choices": [{"logprobs": {"content": [{"top_logprobs": {"GOOD": -0.1}}]}}]}  # a dict, not a list
+    with serve(lambda body: (200, json.dumps(wrong).encode())) as url:
+        path = tmp_path / "recipe.yaml"
+        recipe = user_tool_recipe(tmp_path, url)
+        from swirl_lite.config import recipe_to_yaml
+
+        path.write_text(recipe_to_yaml(recipe))
+        result = CliRunner().invoke(main, ["filter", str(path)])
+    errors = [line for line in result.output.splitlines() if line.startswith("error")]
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert len(errors) == 1 and url in errors[0] and "top_logprobs is not a list" in errors[0], result.output

@@ -5,8 +5,13 @@ deployment. Each conversation is one POST to `{base_url}/chat/completions` with 
 tags as `stop` strings; up to `concurrency` requests are in flight (a thread pool over one pooled
 httpx client). 429, 5xx, timeouts and connection errors are retried with exponential backoff
 (honouring `Retry-After`); after `max_retries` the call fails with a one-line error naming the server
-(the stage is resumable, so a rerun continues). A request rejected because the chat outgrew the
-model's context comes back as `finish_reason="context"`.
+and the knobs (the stage is resumable, so a rerun continues). The defaults, `timeout_s` 20 and
+`max_retries` 2, fail a server that accepts and never answers in about a minute. A request
+rejected because the chat outgrew the model's context comes back as `finish_reason="context"`.
+
+A reply is untrusted input: `check_chat_reply` and `check_top_logprobs` check the shape of every
+field read (a `usage` that is a string, a `content` that is a number, logprobs in another layout)
+and raise a one-line EndpointError naming the server, so the judge can reuse them too.
 
 Servers drop the stop string from the returned text (llama.cpp reports only `finish_reason: stop`;
 vLLM also says which string in `stop_reason`), so the closing tag is put back when the turn ends
@@ -24,6 +29,7 @@ import re
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from swirl_lite.backends import Completion, SamplingParams, restore_stop, seed_for
@@ -46,14 +52,17 @@ class OpenAILLM:
         model: str,
         api_key: str | None = None,
         concurrency: int = 16,
-        timeout_s: float = 120.0,
-        max_retries: int = 4,
+        timeout_s: float = 20.0,
+        max_retries: int = 2,
         backoff_s: float = 0.5,
+        section: str = "generate.openai",
         transport: Any = None,
     ):
         import httpx
 
         self.url = base_url.rstrip("/") + "/chat/completions"
+        self.section = section  # the recipe section its knobs live in, for the error messages
+        self.timeout_s = timeout_s
         self.model = model
         self.concurrency = concurrency
         self.max_retries = max_retries
@@ -64,19 +73,16 @@ class OpenAILLM:
         self._calls = 0
 
     @classmethod
-    def from_config(cls, cfg: Any, transport: Any = None, section: str = "generate.openai") -> OpenAILLM:
+    def from_config(cls, cfg: Any, section: str = "generate.openai", transport: Any = None) -> OpenAILLM:
         """From a `config.OpenAIEndpoint` section (base_url, model, api_key_env, concurrency, ...);
-        `section` names it in errors (the judge's endpoint is `judge.openai`)."""
+        `section` is where it sits in the recipe (`judge.openai` for a judge), named in errors;
+        `transport` an httpx transport (tests: a mock server)."""
         if not cfg.base_url or not cfg.model:
-            raise ValueError(f"{section}: base_url and model are required")
+            raise ValueError(f"{section}: base_url and model are required by backend 'openai'")
         return cls(
             cfg.base_url, cfg.model, os.environ.get(cfg.api_key_env) or None,
-            cfg.concurrency, cfg.timeout_s, cfg.max_retries, transport=transport,
+            cfg.concurrency, cfg.timeout_s, cfg.max_retries, section=section, transport=transport,
         )
-
-    def post(self, body: dict) -> dict | None:
-        """One chat completions request with this client's retries (the judge's engine uses it)."""
-        return self._post(body)
 
     def close(self) -> None:
         self.client.close()
@@ -107,25 +113,23 @@ class OpenAILLM:
         data = self._post(body)
         if data is None:
             return Completion("", 0, 0, "context")
-        try:
-            choice = data["choices"][0]
-            text = choice["message"].get("content") or ""
-            reason = choice.get("finish_reason") or "stop"
-        except (KeyError, IndexError, TypeError, AttributeError):
-            raise EndpointError(f"{self.url}: unexpected response shape: {str(data)[:200]}") from None
-        usage = data.get("usage") or {}
+        reply = check_chat_reply(data, self.url)
+        text, reason = reply.text, reply.finish_reason
         if reason == "stop":
-            matched = choice.get("stop_reason")
-            if isinstance(matched, str) and matched in params.stop and not text.endswith(matched):
+            matched = reply.stop_reason
+            if matched is not None and matched in params.stop and not text.endswith(matched):
                 text += matched
             else:
                 text = restore_stop(text, params.stop)
         return Completion(
-            text,
-            int(usage.get("prompt_tokens") or 0),
-            int(usage.get("completion_tokens") or 0),
-            "length" if reason == "length" else "stop",
+            text, reply.prompt_tokens, reply.completion_tokens, "length" if reason == "length" else "stop"
         )
+
+    def chat(self, body: dict) -> dict:
+        """One POST of `body` (model added) with the retries of `generate`; the parsed JSON reply,
+        or None when the request outgrew the context. For callers that read other fields (a
+        judge's `top_logprobs`: pass the reply to `check_top_logprobs`)."""
+        return self._post({"model": self.model, **body})
 
     def _post(self, body: dict) -> dict | None:
         """The JSON response; None when the server says the request exceeds the context."""
@@ -143,7 +147,7 @@ class OpenAILLM:
                     try:
                         return response.json()
                     except ValueError:
-                        problem = f"invalid JSON: {response.text[:120]!r}"
+                        problem = f"the reply is not JSON: {response.text[:120]!r}"
                 elif response.status_code in RETRY_STATUS:
                     problem = f"HTTP {response.status_code}: {response.text[:160]}"
                     wait = max(wait, _retry_after(response))
@@ -154,7 +158,97 @@ class OpenAILLM:
             if attempt < self.max_retries:
                 time.sleep(wait)
         problem = " ".join(problem.split())
-        raise EndpointError(f"{self.url}: failed after {self.max_retries + 1} attempts ({problem})")
+        raise EndpointError(
+            f"{self.url}: failed after {self.max_retries + 1} attempts ({problem}); is the server up? "
+            f"{self.section}.timeout_s={self.timeout_s:g} and {self.section}.max_retries={self.max_retries} "
+            "set how long to wait"
+        )
+
+
+# ---------------------------------------------------------------- reply shapes (untrusted input)
+
+
+@dataclass
+class ChatReply:
+    text: str
+    finish_reason: str  # as the server said it; "stop" when it said nothing
+    stop_reason: str | None  # vLLM: the stop string that ended the turn
+    prompt_tokens: int
+    completion_tokens: int
+
+
+def _bad(url: str, what: str, data: Any) -> EndpointError:
+    return EndpointError(
+        f"{url}: unexpected reply ({what}): {' '.join(str(data).split())[:160]}; "
+        "is this an OpenAI-compatible /v1 server?"
+    )
+
+
+def _first_choice(data: Any, url: str) -> dict:
+    if not isinstance(data, dict):
+        raise _bad(url, "not a JSON object", data)
+    choices = data.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        raise _bad(url, "no choices[0] object", data)
+    return choices[0]
+
+
+def _count(usage: dict, key: str, url: str, data: Any) -> int:
+    value = usage.get(key)
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise _bad(url, f"usage.{key} is not a count", data)
+    return int(value)
+
+
+def check_chat_reply(data: Any, url: str) -> ChatReply:
+    """The fields of a chat completion reply that swirl-lite reads, each checked for type; an
+    EndpointError naming the server and the field otherwise (a reply is untrusted input)."""
+    choice = _first_choice(data, url)
+    message = choice.get("message")
+    if not isinstance(message, dict):
+        raise _bad(url, "choices[0].message is not an object", data)
+    content = message.get("content")
+    if content is not None and not isinstance(content, str):
+        raise _bad(url, "choices[0].message.content is not text", data)
+    reason = choice.get("finish_reason")
+    if reason is not None and not isinstance(reason, str):
+        raise _bad(url, "choices[0].finish_reason is not text", data)
+    usage = data.get("usage")
+    if usage is None:
+        usage = {}
+    if not isinstance(usage, dict):
+        raise _bad(url, "usage is not an object", data)
+    matched = choice.get("stop_reason")
+    return ChatReply(
+        content or "", reason or "stop", matched if isinstance(matched, str) else None,
+        _count(usage, "prompt_tokens", url, data), _count(usage, "completion_tokens", url, data),
+    )
+
+
+def check_top_logprobs(data: Any, url: str) -> list[tuple[str, float]]:
+    """(token, logprob) pairs of the first generated token's `top_logprobs` in a chat reply
+    (`logprobs: true, top_logprobs: k`); an EndpointError naming the server when the reply has
+    another shape (no logprobs, a number where a token should be, a logprob that is not a number)."""
+    choice = _first_choice(data, url)
+    logprobs = choice.get("logprobs")
+    content = logprobs.get("content") if isinstance(logprobs, dict) else None
+    if not isinstance(content, list) or not content or not isinstance(content[0], dict):
+        raise _bad(url, "no choices[0].logprobs.content[0]; does the server support logprobs?", data)
+    top = content[0].get("top_logprobs")
+    if not isinstance(top, list):
+        raise _bad(url, "choices[0].logprobs.content[0].top_logprobs is not a list", data)
+    pairs: list[tuple[str, float]] = []
+    for entry in top:
+        token = entry.get("token") if isinstance(entry, dict) else None
+        value = entry.get("logprob") if isinstance(entry, dict) else None
+        if not isinstance(token, str) or isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _bad(url, "a top_logprobs entry is not {token: text, logprob: number}", data)
+        if value != value or value > 0:
+            raise _bad(url, "a logprob is NaN or above 0", data)
+        pairs.append((token, float(value)))
+    return pairs
 
 
 def _retry_after(response: Any) -> float:

@@ -122,8 +122,9 @@ class HFEngine:
 class OpenAIEngine:
     """An OpenAI-compatible chat completions endpoint (vLLM, llama.cpp server, hosted APIs).
 
-    Requests go through the `openai` generation backend's client (`backends/openai.py`), so the
-    judge and generation share one retry, timeout and error policy."""
+    Requests go through the `openai` generation backend's client (`backends/openai.py`): one retry,
+    timeout and error policy for generation and judging, and every reply checked for shape before
+    it is read (errors name the endpoint and `judge.openai`'s knobs)."""
 
     def __init__(self, cfg: Any, max_new_tokens: int = 256, transport: Any = None):
         from swirl_lite.backends.openai import OpenAILLM
@@ -132,57 +133,39 @@ class OpenAIEngine:
             raise ValueError("judge.openai.base_url and judge.openai.model must be set for judge.model 'openai'")
         self.cfg, self.max_new_tokens = cfg, max_new_tokens
         self.name = f"openai:{cfg.base_url}:{cfg.model}"
-        self.client = OpenAILLM.from_config(cfg, transport=transport, section="judge.openai")
-
-    def _reply(self, payload: dict) -> dict | None:
-        """The first choice of the reply; None when the server says the chat is too long."""
-        from swirl_lite.backends.openai import EndpointError
-
-        data = self.client.post(payload)
-        if data is None:
-            return None
-        try:
-            choice = data["choices"][0]
-        except (KeyError, IndexError, TypeError):
-            raise EndpointError(f"{self.client.url}: unexpected judge reply shape: {str(data)[:200]}") from None
-        if not isinstance(choice, dict):
-            raise EndpointError(f"{self.client.url}: unexpected judge reply shape: {str(data)[:200]}")
-        return choice
+        self.client = OpenAILLM.from_config(cfg, section="judge.openai", transport=transport)
 
     def _one(self, chat: list[dict], labels: tuple[str, str], mode: str) -> Scored:
-        payload: dict[str, Any] = {"model": self.cfg.model, "messages": chat, "temperature": 0.0}
+        from swirl_lite.backends.openai import check_chat_reply, check_top_logprobs
+
+        payload: dict[str, Any] = {"messages": chat, "temperature": 0.0}
         if mode == "generate":
             payload["max_tokens"] = self.max_new_tokens
-            choice = self._reply(payload)
-            message = (choice or {}).get("message") or {}
-            text = str(message.get("content") or "").strip() if isinstance(message, dict) else ""
+            data = self.client.chat(payload)
+            if data is None:
+                return "invalid", 0.0, "the judge chat does not fit the endpoint's context"
+            text = check_chat_reply(data, self.client.url).text.strip()
             label = parse_verdict(text, labels)
             return label, 1.0 if label == labels[0] else 0.0, text
         payload.update(max_tokens=1, logprobs=True, top_logprobs=20)
-        choice = self._reply(payload)
-        if choice is None:
+        data = self.client.chat(payload)
+        if data is None:
             return "invalid", 0.0, "the judge chat does not fit the endpoint's context"
-        return _score_top_logprobs(choice, labels)
+        return score_top_logprobs(check_top_logprobs(data, self.client.url), labels)
 
     def classify(self, chats: list[list[dict]], labels: tuple[str, str], mode: str) -> list[Scored]:
         with ThreadPoolExecutor(max_workers=self.cfg.concurrency) as pool:
             return list(pool.map(lambda chat: self._one(chat, labels, mode), chats))
 
 
-def _score_top_logprobs(choice: dict, labels: tuple[str, str]) -> Scored:
+def score_top_logprobs(top: list[tuple[str, float]], labels: tuple[str, str]) -> Scored:
     """Sum the probability of top tokens that begin each label; neither present -> invalid."""
-    logprobs = choice.get("logprobs")
-    content = logprobs.get("content") if isinstance(logprobs, dict) else None
-    first = content[0] if isinstance(content, list) and content else {}
-    entries = first.get("top_logprobs") if isinstance(first, dict) else None
     mass = [0.0, 0.0]
-    for entry in entries if isinstance(entries, list) else []:
-        if not isinstance(entry, dict):
-            continue
-        token = str(entry.get("token", "")).strip().upper()
+    for raw, logprob in top:
+        token = raw.strip().upper()
         for i, word in enumerate(labels):
             if token and word.startswith(token) and not labels[1 - i].startswith(token):
-                mass[i] += math.exp(float(entry.get("logprob", -math.inf)))
+                mass[i] += math.exp(logprob)
     if mass[0] + mass[1] == 0.0:
         return "invalid", 0.0, f"no {labels[0]}/{labels[1]} token in top_logprobs"
     p = mass[0] / (mass[0] + mass[1])

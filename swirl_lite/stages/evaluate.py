@@ -26,7 +26,7 @@ from pathlib import Path
 
 from swirl_lite.backends import demonstrations_for, load_llm
 from swirl_lite.config import DataConfig, Recipe
-from swirl_lite.console import console, progress, summary_table
+from swirl_lite.console import console, progress, skips, summary_table
 from swirl_lite.runs import RunDir
 from swirl_lite.schema import Trajectory, read_jsonl, to_dict, write_jsonl
 
@@ -107,7 +107,7 @@ def prepare(recipe: Recipe, task_name: str):
     task = get_task(task_config(recipe, task_name))
     examples = task.load(recipe.eval.split, limit=recipe.eval.n_questions, seed=recipe.eval.seed, shuffle=True)
     if task.skipped:
-        console.print(f"[yellow]{task_name}: skipped {task.skipped} malformed rows[/] {dict(task.skip_reasons)}")
+        console.print(f"[yellow]evaluate: {task_name}: {skips(task.skip_reasons)}[/]")
     if not examples:
         raise ValueError(f"eval: task {task_name!r} split {recipe.eval.split!r} has no usable questions")
     if task_name == recipe.data.task:
@@ -134,6 +134,8 @@ def evaluate_task(
     wanted = {ex.id for ex in examples}
     done = {t.question_id: t for t in read_partial(partial) if t.question_id in wanted} if partial else {}
     todo = [(ex, 0) for ex in examples if ex.id not in done]
+    if done:
+        console.print(f"evaluate: {label}: resuming, {len(done)} of {len(examples)} questions already answered")
     with progress() as bar, _appender(partial) as sink:
         handle = bar.add_task(label, total=len(examples), completed=len(done))
         for traj in rollout(
@@ -174,6 +176,7 @@ def run(recipe: Recipe, run_dir: RunDir) -> dict:
 
     tasks = recipe.eval.tasks or [recipe.data.task]
     models = find_models(recipe, run_dir)
+    skipped: dict[str, dict[str, int]] = {}  # task -> reason -> eval rows skipped
     for name, adapter in models:
         pending = [t for t in tasks if not result_path(run_dir, name, t).exists()]
         if not pending:
@@ -183,6 +186,7 @@ def run(recipe: Recipe, run_dir: RunDir) -> dict:
         engines: dict = {}  # judge engine(s) for the extras, built once per model
         for task_name in pending:
             task, examples, tools = prepare(recipe, task_name)
+            skipped[task_name] = dict(getattr(task, "skip_reasons", None) or {})
             demos = demonstrations_for(recipe, llm)  # the prompt the model was trained on
             final = result_path(run_dir, name, task_name)
             partial = final.with_name(f".{final.stem}.partial.jsonl")
@@ -199,6 +203,7 @@ def run(recipe: Recipe, run_dir: RunDir) -> dict:
         "models": [m for m, _ in models],
         "tasks": tasks,
         "accuracy": {f"{r['model']}/{r['task']}": round(r["accuracy"], 4) for r in metrics["results"]},
+        "skipped": skipped,
     }
 
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from swirl_lite.config import Recipe
-from swirl_lite.console import console, progress, summary_table
+from swirl_lite.console import console, progress, skips, summary_table
 from swirl_lite.runs import RunDir
 from swirl_lite.schema import SubTrajectory, Verdict, read_shards, to_dict, write_jsonl
 
@@ -150,11 +150,25 @@ def summary_rows(result: FilterResult, strategy: str, hits: int | None) -> list[
     return rows
 
 
+def read_subs(run_dir: RunDir) -> tuple[list[SubTrajectory], Counter]:
+    """Every sub-trajectory of run/split; a record that does not parse is counted, not fatal."""
+    subs: list[SubTrajectory] = []
+    skipped: Counter = Counter()
+    for record in read_shards(run_dir / "split"):
+        try:
+            subs.append(SubTrajectory.from_dict(record))
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            skipped[f"unreadable sub-trajectory ({type(exc).__name__})"] += 1
+    return subs, skipped
+
+
 def run(recipe: Recipe, run_dir: RunDir) -> dict[str, Any]:
     """Filter run/split into run/filter per `filter.strategy`; returns the summary."""
-    subs = [SubTrajectory.from_dict(d) for d in read_shards(run_dir / "split")]
+    subs, skipped = read_subs(run_dir)
     if not subs:
         raise FileNotFoundError(f"{run_dir / 'split'}: no sub-trajectories; run `swirl-lite split` first")
+    if skipped:
+        console.print(f"[yellow]filter: {skips(skipped)}[/]")
     strategy = recipe.filter.strategy
     scorer = policy = None
     if "process" in strategy:
@@ -174,11 +188,13 @@ def run(recipe: Recipe, run_dir: RunDir) -> dict[str, Any]:
         write_jsonl(tmp / f"shard-{n:05d}.jsonl", result.kept[start : start + SHARD_SIZE])
     shutil.rmtree(run_dir / "filter", ignore_errors=True)
     os.replace(tmp, run_dir / "filter")
-    console.print(summary_table("filter", summary_rows(result, strategy, hits if scorer else None)))
+    rows = summary_rows(result, strategy, hits if scorer else None) + [("records skipped", skips(skipped))]
+    console.print(summary_table("filter", rows))
     return {
         "strategy": strategy,
         "trajectories_in": result.trajectories_in,
         "trajectories_out": result.trajectories_out,
         "sub_trajectories_out": len(result.kept),
         "invalid_verdicts": sum(v.label == "invalid" for v in result.verdicts.values()),
+        "skipped": dict(skipped),
     }

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from swirl_lite.config import Recipe
-from swirl_lite.console import console, progress, summary_table
+from swirl_lite.console import console, progress, skips, summary_table
 from swirl_lite.runs import RunDir
 from swirl_lite.schema import Trajectory, read_jsonl, shard_paths, write_jsonl
 
@@ -59,11 +59,15 @@ def run(recipe: Recipe, run_dir: RunDir, llm: Any = None) -> dict[str, Any]:
     g = recipe.generate
     task = get_task(recipe.data)
     examples = task.load(recipe.data.split, recipe.data.limit, recipe.data.seed, recipe.data.shuffle)
+    skipped = Counter(getattr(task, "skip_reasons", None) or {})  # rows the task could not use, by reason
     if not examples:
-        raise ValueError(f"data: no questions loaded from task {task.name!r} split {recipe.data.split!r}")
+        raise ValueError(f"data: no questions loaded from task {task.name!r} split {recipe.data.split!r}"
+                         + (f": {skips(skipped)}" if skipped else ""))
     unique = list({ex.id: ex for ex in examples}.values())
-    if len(unique) < len(examples):
-        console.print(f"[yellow]generate: {len(examples) - len(unique)} questions with a repeated id skipped[/]")
+    skipped["repeated id"] += len(examples) - len(unique)
+    skipped = +skipped  # drop zero counts
+    if skipped:
+        console.print(f"[yellow]generate: {skips(skipped)}[/]")
     tools = run_tools(recipe, task, unique)
     folder = run_dir / "generate"
     folder.mkdir(parents=True, exist_ok=True)
@@ -109,6 +113,7 @@ def run(recipe: Recipe, run_dir: RunDir, llm: Any = None) -> dict[str, Any]:
     seconds = time.time() - started
     summary = summarize(records, len(unique), stats["tokens"] / seconds if jobs and seconds > 0 else None)
     summary["shards"] = len(shard_paths(folder))
+    summary["skipped"] = dict(skipped)
     _print_summary(summary)
     return summary
 
@@ -168,5 +173,6 @@ def _print_summary(s: dict[str, Any]) -> None:
         ("malformed actions", s["malformed_actions"]),
         ("stop reasons", ", ".join(f"{k} {v}" for k, v in sorted(s["stop_reasons"].items()))),
         ("tokens/s (this run)", s["tokens_per_s"]),
+        ("rows skipped", skips(s.get("skipped") or {})),
     ]
     console.print(summary_table("generate", rows))

@@ -41,7 +41,7 @@ import time
 from pathlib import Path
 
 from swirl_lite.config import Recipe
-from swirl_lite.console import console, summary_table
+from swirl_lite.console import console, skips, summary_table
 from swirl_lite.runs import RunDir, write_text_atomic
 
 
@@ -142,6 +142,7 @@ def _summary(recipe: Recipe, trainer, data, resume: Path | None, judge: str | No
 
 
 def _print(summary: dict) -> None:
-    rows = [(k, v if not isinstance(v, dict) else ", ".join(f"{a}={b}" for a, b in v.items()) or "-")
+    rows = [(k, skips(v) if k == "skipped" else v if not isinstance(v, dict)
+             else ", ".join(f"{a}={b}" for a, b in v.items()) or "-")
             for k, v in summary.items()]
     console.print(summary_table("train", rows, ("", "value")))

@@ -18,7 +18,7 @@ import re
 from swirl_lite.config import DataConfig
 from swirl_lite.tasks.base import Example
 from swirl_lite.tasks.common import BaseTask
-from swirl_lite.tasks.loading import SkipRow, need, stable_id
+from swirl_lite.tasks.loading import NOT_AN_OBJECT, SkipRow, need, stable_id
 
 _PLAIN_NUMBER = re.compile(r"\s*-?[$€£]?\d[\d,]*(\.\d+)?%?\s*")
 _SETTINGS = {"math": (("calculator",), 10, "numeric"), "qa": (("search",), 5, "f1")}
@@ -57,6 +57,19 @@ class CustomTask(BaseTask):
         ][:50]
         numeric = sum(bool(_PLAIN_NUMBER.fullmatch(a)) for a in answers)
         return "math" if answers and numeric >= 0.8 * len(answers) else "qa"
+
+    def load(self, split: str, limit: int | None = None, seed: int = 0, shuffle: bool = True) -> list[Example]:
+        """The base loader, after checking that the named columns exist (a missing one is named)."""
+        rows = self.rows(split)
+        head = [r for r in (rows[i] for i in range(min(len(rows), 50))) if isinstance(r, dict)]
+        columns = sorted({k for r in head for k in r if k != NOT_AN_OBJECT})
+        for key, name in (("question_field", self.cfg.question_field), ("answer_field", self.cfg.answer_field)):
+            if columns and name not in columns:
+                raise ValueError(
+                    f"data.{key}: no column {name!r} in {self.cfg.path} (columns: {', '.join(columns)[:200]}); "
+                    f"set data.{key}"
+                )
+        return super().load(split, limit, seed, shuffle)
 
     def parse_row(self, row: dict, index: int) -> Example:
         cfg = self.cfg

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import random
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from swirl_lite.errors import read_utf8
 from swirl_lite.schema import read_jsonl
 
+NOT_AN_OBJECT = "__swirl_lite_not_an_object__"  # stands in for a JSON line that is not an object
 LOCAL_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 _SPLIT_SYNONYMS = {"validation": ("dev",), "dev": ("validation",)}  # e.g. musique_ans_v1.0_dev.jsonl
 
@@ -33,7 +36,7 @@ def looks_local(path: str) -> bool:
 
 
 def _read_json(file: Path) -> list[dict]:
-    text = file.read_text(encoding="utf-8")
+    text = read_utf8(file)
     try:
         data = json.loads(text)
     except json.JSONDecodeError:
@@ -41,7 +44,7 @@ def _read_json(file: Path) -> list[dict]:
     if isinstance(data, dict):  # {"data": [...]} or {"train": [...]} wrappers
         lists = [v for v in data.values() if isinstance(v, list)]
         data = lists[0] if len(lists) == 1 else [data]
-    return [r for r in data if isinstance(r, dict)] if isinstance(data, list) else []
+    return [r if isinstance(r, dict) else {NOT_AN_OBJECT: True} for r in data] if isinstance(data, list) else []
 
 
 def read_local(path: str | Path, split: str | None = None) -> list[dict]:
@@ -61,12 +64,11 @@ def read_local(path: str | Path, split: str | None = None) -> list[dict]:
     if not file.is_file():
         raise FileNotFoundError(f"data.path: no such file {str(path)!r}")
     if file.suffix == ".jsonl":
-        return list(read_jsonl(file))
+        return [r if isinstance(r, dict) else {NOT_AN_OBJECT: True} for r in read_jsonl(file, keep_non_objects=True)]
     if file.suffix == ".json":
         return _read_json(file)
     if file.suffix == ".csv":
-        with file.open(newline="", encoding="utf-8") as fh:
-            return [dict(r) for r in csv.DictReader(fh)]
+        return [dict(r) for r in csv.DictReader(io.StringIO(read_utf8(file), newline=""))]
     if file.suffix == ".parquet":
         import pyarrow.parquet as pq
 
@@ -80,7 +82,14 @@ def read_rows(path: str, config_name: str | None, split: str) -> Sequence[dict]:
         return read_local(path, split)
     import datasets
 
-    return datasets.load_dataset(path, config_name, split=split)
+    try:
+        return datasets.load_dataset(path, config_name, split=split)
+    except Exception as exc:  # offline, unknown id, missing config or split: the hub's own words
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise ValueError(
+            f"hub dataset {path!r} (split {split!r}) could not be loaded: {type(exc).__name__}: {reason}; "
+            "offline? point data.path (or eval.path) at a local file"
+        ) from None
 
 
 def sample(n: int, seed: int, shuffle: bool) -> Iterator[int]:
@@ -107,8 +116,12 @@ def collect(
     for i in sample(len(rows), seed, shuffle):
         if limit is not None and len(out) >= limit:
             break
+        row = rows[i]
+        if not isinstance(row, Mapping) or NOT_AN_OBJECT in row:
+            skipped["not a JSON object"] += 1
+            continue
         try:
-            out.append(parse(dict(rows[i]), i))
+            out.append(parse(dict(row), i))
         except SkipRow as why:
             skipped[str(why)] += 1
     return out

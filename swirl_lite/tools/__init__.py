@@ -12,6 +12,7 @@ takes a parameter (else with no arguments), or an object that already has `name`
 from __future__ import annotations
 
 import inspect
+import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -63,7 +64,14 @@ def _from_import_path(spec: str, cfg: ToolsConfig) -> Tool:
     obj = import_object(spec, "tools.use")
     if inspect.isclass(obj):
         params = [p for p in inspect.signature(obj).parameters.values() if p.kind != p.VAR_KEYWORD]
-        obj = obj(cfg) if params else obj()
+        try:
+            obj = obj(cfg) if params else obj()
+        except Exception as exc:  # user code: name it, its error and where it was raised, in one line
+            last = traceback.extract_tb(exc.__traceback__)[-1]
+            raise ValueError(
+                f"tools.use: {spec!r}: the constructor raised {type(exc).__name__}: {exc} "
+                f"({last.filename}:{last.lineno})"
+            ) from None
     if not isinstance(obj, Tool):
         raise ValueError(f"tools.use: {spec!r} is not a Tool (needs name, tag and batch(queries))")
     return obj

@@ -191,6 +191,8 @@ class _Evaluator:
             v = node.value
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 raise CalcError("only numbers are allowed")
+            if isinstance(v, float) and not math.isfinite(v):  # a literal like 1e999 parses as inf
+                raise CalcError("number too large")
             return _check(Fraction(repr(v)) if isinstance(v, float) else Fraction(v))
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.UAdd, ast.USub)):
             v = self.eval(node.operand, depth + 1)
