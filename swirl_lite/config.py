@@ -164,6 +164,11 @@ class FilterConfig(Section):
         "process", description="Which trajectories to keep (paper default for RL: process)."
     )
     threshold: float = Field(0.5, ge=0.0, le=1.0, description="A step is GOOD when its score >= this.")
+    unit: Literal["trajectory", "state"] = Field(
+        "trajectory",
+        description="process filtering keeps whole trajectories whose every step is GOOD (the paper), "
+        "or each state whose earlier actions are all GOOD (its own action may be BAD).",
+    )
 
 
 class TrainConfig(Section):
@@ -261,6 +266,12 @@ class Recipe(Section):
             problems.append(("data.path", "task 'custom' needs a dataset: set data.path"))
         if self.judge.kind == "reference" and self.judge.mode == "generate" and self.judge.model != "policy":
             problems.append(("judge.mode", "has no effect with judge.kind 'reference'; remove it"))
+        if self.filter.unit == "state" and "process" not in self.filter.strategy:
+            problems.append((
+                "filter.unit",
+                f"'state' needs the judge's step verdicts (strategy process or process+outcome); "
+                f"{self.filter.strategy!r} keeps whole trajectories: set filter.unit: trajectory",
+            ))
         if self.train.num_generations > self.train.per_device_batch_size * self.train.gradient_accumulation_steps:
             problems.append((
                 "train.num_generations",

@@ -114,3 +114,48 @@ def test_invalid_verdicts_are_counted_and_not_good():
     assert {d["trajectory_id"] for d in result.kept} == {"b#0", "c#0"}
     rows = dict((k, v) for k, v in filter_stage.summary_rows(result, "process", 0))
     assert rows["invalid verdicts"] == 1 and rows["trajectories in / out"] == "3 / 2"
+
+
+# ---------------------------------------------------------------- filter.unit: state
+
+
+def test_state_unit_keeps_the_good_states_before_a_bad_step():
+    subs = subs_of("q#0", ["<math_exp>3 * 4</math_exp>", "<math_exp>20 - 12</math_exp>", "<answer>9</answer>"], False)
+    judge = Scripted({"q#0/2": 0.0})  # GOOD, GOOD, BAD
+    whole = filter_subs(subs, "process", 0.5, judge)
+    assert whole.kept == [] and whole.trajectories_out == 0
+    states = filter_subs(subs, "process", 0.5, judge, unit="state")
+    assert [k["id"] for k in states.kept] == ["q#0/0", "q#0/1", "q#0/2"]  # s_2 holds two GOOD actions
+    assert states.ending_bad == 1 and states.trajectories_out == 1
+    rows = dict(filter_stage.summary_rows(states, "process", None))
+    assert rows["kept states ending BAD"] == 1 and rows["sub-trajectories in / out"] == "3 / 3"
+
+
+def test_state_unit_drops_every_state_after_a_bad_step_and_respects_outcome():
+    subs = subs_of("q#0", ["<math_exp>3 * 5</math_exp>", "<math_exp>20 - 12</math_exp>", "<answer>8</answer>"], True)
+    judge = Scripted({"q#0/0": 0.0})  # BAD, GOOD, GOOD
+    states = filter_subs(subs, "process", 0.5, judge, unit="state")
+    assert [k["id"] for k in states.kept] == ["q#0/0"] and states.ending_bad == 1  # s_0 holds no action
+    wrong = subs_of("r#0", ["<math_exp>3 * 4</math_exp>", "<answer>9</answer>"], False)
+    both = filter_subs(subs + wrong, "process+outcome", 0.5, Scripted({"q#0/0": 0.0}), unit="state")
+    assert [k["id"] for k in both.kept] == ["q#0/0"]  # r#0 answered wrong: none of its states
+
+
+def test_state_unit_is_refused_without_process_judging():
+    from swirl_lite.config import RecipeError, build_recipe
+
+    with pytest.raises(RecipeError, match="filter.unit"):
+        build_recipe({"filter": {"strategy": "outcome", "unit": "state"}})
+    assert build_recipe({"filter": {"strategy": "process+outcome", "unit": "state"}}).filter.unit == "state"
+
+
+def test_sft_after_the_state_unit_trains_only_on_good_actions(tmp_path):
+    from swirl_lite.training.data import read_states
+
+    subs = subs_of("q#0", ["<math_exp>3 * 4</math_exp>", "<math_exp>20 - 12</math_exp>", "<answer>9</answer>"], False)
+    kept = filter_subs(subs, "process", 0.5, Scripted({"q#0/2": 0.0}), unit="state").kept
+    write_jsonl(tmp_path / "filter" / "shard-00000.jsonl", kept)
+    assert len(read_states(tmp_path / "filter").rows) == 3  # RL: every kept state
+    sft = read_states(tmp_path / "filter", good_actions_above=0.5)
+    assert [r["completion"][0]["content"] for r in sft.rows] == ["<math_exp>3 * 4</math_exp>", "<math_exp>20 - 12</math_exp>"]
+    assert sft.skipped == {"action judged BAD (filter.unit: state)": 1}

@@ -8,6 +8,15 @@ Strategies (`filter.strategy`):
   `outcome`; or an LLM YES/NO grader with `judge.outcome: llm`);
 - `process+outcome`: both.
 
+`filter.unit` (process strategies): `trajectory` (the paper, default) keeps whole trajectories;
+`state` keeps each sub-trajectory whose state holds only GOOD actions (its own action may be BAD),
+with `process+outcome` only those of correct trajectories. Why: in RL the data's actions are never
+trained on, each kept state gets fresh actions (METHOD.md §4), so one BAD step need not drop the
+good states before it, e.g. the state right after two good calculations, where a policy that
+answers too early must learn to take the third step. A departure from the paper, optional and not
+yet measured against it. SFT trains on the kept actions, so with `state` it trains only on the
+kept records whose own action is GOOD (`training.data.read_states`).
+
 Input:  run/split/*.jsonl   (SubTrajectory records)
 Output: run/filter/*.jsonl  (the kept SubTrajectory records, each with a `verdict` field: the Verdict
         dict, or null when the strategy judged nothing)
@@ -46,6 +55,8 @@ class FilterResult:
     verdicts: dict[str, Verdict] = field(default_factory=dict)
     judged_seconds: float = 0.0
     kinds: dict[str, str] = field(default_factory=dict)  # sub id -> action kind, for the summary
+    unit: str = "trajectory"
+    ending_bad: int = 0  # kept states whose own action the judge rated BAD (unit "state" only)
 
 
 def grader_outcome(groups: list[list[SubTrajectory]]) -> list[bool]:
@@ -75,30 +86,45 @@ def filter_subs(
     scorer: Any = None,
     outcome: Outcome = grader_outcome,
     chunk: int = 32,
+    unit: str = "trajectory",
 ) -> FilterResult:
-    """Apply a strategy to sub-trajectories grouped by trajectory (order kept)."""
+    """Apply a strategy to sub-trajectories grouped by trajectory (order kept).
+
+    `unit` (process strategies): `trajectory` keeps a trajectory's every sub-trajectory when all its
+    steps are GOOD; `state` keeps each sub-trajectory whose state holds only GOOD actions, i.e. every
+    earlier step of its trajectory is GOOD, whatever its own action."""
     groups: dict[str, list[SubTrajectory]] = defaultdict(list)
     for sub in subs:
         groups[sub.trajectory_id].append(sub)
     ordered = [sorted(g, key=lambda s: s.step) for g in groups.values()]
-    keep = [True] * len(ordered)
+    keep = [[True] * len(g) for g in ordered]
     verdicts: dict[str, Verdict] = {}
     seconds = 0.0
     if "process" in strategy:
         if scorer is None:
             raise ValueError(f"filter.strategy {strategy!r} needs a judge")
         verdicts, seconds = judge_all([s for g in ordered for s in g], scorer, chunk)
-        keep = [all(verdicts[s.id].score >= threshold for s in g) for g in ordered]
+        keep = [_process_keep([verdicts[s.id].score >= threshold for s in g], unit) for g in ordered]
     if "outcome" in strategy:
-        keep = [k and ok for k, ok in zip(keep, outcome(ordered), strict=True)]
+        keep = [k if ok else [False] * len(k) for k, ok in zip(keep, outcome(ordered), strict=True)]
     kept = []
-    for group, ok in zip(ordered, keep, strict=True):
-        if ok:
-            for s in group:
+    ending_bad = 0
+    for group, flags in zip(ordered, keep, strict=True):
+        for s, ok in zip(group, flags, strict=True):
+            if ok:
                 v = verdicts.get(s.id)
+                ending_bad += v is not None and v.score < threshold
                 kept.append({**to_dict(s), "verdict": to_dict(v) if v else None})
     kinds = {s.id: s.kind for s in subs}
-    return FilterResult(kept, len(ordered), sum(keep), len(subs), verdicts, seconds, kinds)
+    out = sum(any(flags) for flags in keep)
+    return FilterResult(kept, len(ordered), out, len(subs), verdicts, seconds, kinds, unit, ending_bad)
+
+
+def _process_keep(good: list[bool], unit: str) -> list[bool]:
+    """Which steps of one trajectory (its verdicts in step order) the process filter keeps."""
+    if unit == "trajectory":
+        return [all(good)] * len(good)
+    return [all(good[:i]) for i in range(len(good))]  # state s_i holds actions 0..i-1
 
 
 def _outcome_fn(recipe: Recipe, run_dir: RunDir, policy: Any) -> Outcome:
@@ -129,6 +155,8 @@ def summary_rows(result: FilterResult, strategy: str, hits: int | None) -> list[
         ("sub-trajectories in / out", f"{result.subs_in} / {len(result.kept)}"),
         ("% trajectories kept", f"{pct:.1f}%"),
     ]
+    if result.unit == "state":
+        rows += [("unit", "state (earlier actions GOOD)"), ("kept states ending BAD", result.ending_bad)]
     if result.verdicts:
         by_step: dict[int, Counter] = defaultdict(Counter)
         by_kind: dict[str, Counter] = defaultdict(Counter)
@@ -180,7 +208,8 @@ def run(recipe: Recipe, run_dir: RunDir) -> dict[str, Any]:
             policy = load_model(recipe.model.model_copy(update={"adapter": None}))
         scorer = judge_for_run(recipe, run_dir, policy=policy)  # the RL reward's scorer, the same tools
     outcome = _outcome_fn(recipe, run_dir, policy) if "outcome" in strategy else grader_outcome
-    result = filter_subs(subs, strategy, recipe.filter.threshold, scorer, outcome, 4 * recipe.judge.batch_size)
+    result = filter_subs(subs, strategy, recipe.filter.threshold, scorer, outcome, 4 * recipe.judge.batch_size,
+                         unit=recipe.filter.unit if "process" in strategy else "trajectory")
     hits = sum(getattr(s, "hits", 0) for s in (scorer, getattr(scorer, "reference", None), getattr(scorer, "llm", None)) if s)
     tmp = run_dir / f".filter.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -195,6 +224,8 @@ def run(recipe: Recipe, run_dir: RunDir) -> dict[str, Any]:
         "trajectories_in": result.trajectories_in,
         "trajectories_out": result.trajectories_out,
         "sub_trajectories_out": len(result.kept),
+        "unit": result.unit,
+        "states_ending_bad": result.ending_bad,
         "invalid_verdicts": sum(v.label == "invalid" for v in result.verdicts.values()),
         "skipped": dict(skipped),
     }

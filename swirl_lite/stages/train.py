@@ -64,7 +64,8 @@ def train(recipe: Recipe, run_dir: RunDir, scorer=None) -> dict:
     out = run_dir / "train"
     checkpoints = out / "checkpoints"
     method = recipe.train.method
-    data = read_states(run_dir / "filter")
+    state_unit = method == "sft" and recipe.filter.unit == "state" and "process" in recipe.filter.strategy
+    data = read_states(run_dir / "filter", recipe.filter.threshold if state_unit else None)
     loaded = load_model(recipe.model, lora=True, trainable=True)
     data = measure(data, loaded.tokenizer, recipe.train.max_prompt_length)
 

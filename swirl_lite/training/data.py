@@ -35,8 +35,17 @@ def _valid_messages(messages: object) -> bool:
     )
 
 
-def read_states(folder: str | Path) -> TrainRows:
-    """Every kept sub-trajectory under `folder` (*.jsonl); malformed records are counted, not fatal."""
+def _good(verdict: object, threshold: float) -> bool:
+    score = verdict.get("score") if isinstance(verdict, dict) else None
+    return isinstance(score, (int, float)) and score >= threshold
+
+
+def read_states(folder: str | Path, good_actions_above: float | None = None) -> TrainRows:
+    """Every kept sub-trajectory under `folder` (*.jsonl); malformed records are counted, not fatal.
+
+    `good_actions_above` (SFT after `filter.unit: state`, which keeps states whose own action may be
+    BAD): only records whose verdict scores at least this are rows, the others are counted skips,
+    so SFT never imitates an action the judge rated BAD."""
     paths = shard_paths(folder)
     if not paths:
         raise FileNotFoundError(f"{folder}: no kept sub-trajectories (*.jsonl); run the filter stage first")
@@ -50,6 +59,9 @@ def read_states(folder: str | Path) -> TrainRows:
                 continue
             if not _valid_messages(sub.prompt) or not _valid_messages(sub.completion):
                 out.skip("bad_messages")
+                continue
+            if good_actions_above is not None and not _good(record.get("verdict"), good_actions_above):
+                out.skip("action judged BAD (filter.unit: state)")
                 continue
             row_sub = {k: v for k, v in record.items() if k != "verdict"}
             out.rows.append({"prompt": sub.prompt, "completion": sub.completion, "sub": json.dumps(row_sub)})
