@@ -6,7 +6,6 @@ keeps it, the RL reward scores and counts it, and the report counts it as a tool
 from __future__ import annotations
 
 import json
-
 from contextlib import contextmanager
 
 from openai_stub import serve
@@ -17,6 +16,7 @@ from swirl_lite.runs import RunDir
 from swirl_lite.schema import SubTrajectory, read_shards, to_dict
 from swirl_lite.stages import evaluate, filter, generate, split
 from swirl_lite.tasks import get_task
+
 
 @contextmanager
 def judge_server(good_if: str):
