@@ -157,6 +157,10 @@ def run_doctor(recipe: Recipe | None, check_hub: bool = True) -> list[tuple[str,
         rows.append(("model hub", "reachable" if reachable else "unreachable",
                      "ok" if reachable else "info: use local paths and model.name: embedded"))
     if recipe is not None:
+        from swirl_lite.precision import choose
+
+        chosen = choose(recipe.model)
+        rows.append(("precision", chosen.dtype, f"info: {chosen.reason}"))
         rows.extend(_memory_rows(recipe, free_gb))
     return rows
 
