@@ -146,8 +146,10 @@ def load_tokenizer(path: str, trust_remote_code: bool = False):
 
 def load_model(cfg: ModelConfig, lora: bool = False, trainable: bool = False) -> LoadedModel:
     """Load the base model (4-bit when asked), then `cfg.adapter` or a fresh LoRA when `lora`."""
-    path = resolve_model_path(cfg.name, cfg.gguf_file)
     backend = pick_backend(cfg)
+    if backend == "unsloth":  # before anything (a GGUF conversion too) imports transformers
+        import unsloth  # noqa: F401
+    path = resolve_model_path(cfg.name, cfg.gguf_file)
     if backend == "unsloth":
         return _load_unsloth(cfg, path, lora, trainable)
     import torch
