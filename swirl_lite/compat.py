@@ -55,3 +55,45 @@ def transformers_version() -> tuple[int, int]:
 
 def _name_for_version() -> str:
     return "cache" if transformers_version() >= CACHE_RENAMED_IN else "past_key_values"
+
+
+class TorchLogProbs:
+    """TRL's chunked LM-head log-probabilities in plain torch, from the full logits of the scored tokens.
+
+    TRL before 1.16 computes GRPO's log-probabilities only through a Triton kernel (its fused LM head,
+    `trl.trainer.utils._ChunkedLogProbFunction`), and leaves it None where Triton is missing: CPU
+    torch, so GRPO on the pinned stack fails on a CPU ("'NoneType' object has no attribute 'apply'").
+    TRL 1.16 added a torch fallback; this is the same computation (logit scale, softcap,
+    temperature), with autograd doing the backward. Same call and outputs as TRL's function.
+    """
+
+    @staticmethod
+    def apply(hidden, weight, bias, targets, temperature, chunk_size, final_logit_softcapping=None,
+              logit_scale=1.0, outputs=("log_probs",)):
+        import torch
+
+        z = torch.nn.functional.linear(hidden, weight, bias).float() * logit_scale
+        if final_logit_softcapping is not None:
+            z = final_logit_softcapping * torch.tanh(z / final_logit_softcapping)
+        z = z / temperature
+        logp = torch.log_softmax(z, dim=-1)
+        log_probs = logp.gather(-1, targets[:, None]).squeeze(-1)
+        entropy = -(logp.exp() * logp).sum(-1) if "entropy" in outputs else None
+        with torch.no_grad():  # logged only (TRL marks them non-differentiable)
+            sq = torch.logsumexp(2 * logp, dim=-1) if "log_sum_sq_probs" in outputs else None
+            mean = z.mean(-1) if "mean_logits" in outputs else None
+            top1 = z.argmax(-1) == targets if "is_top1" in outputs else None
+        return log_probs, entropy, sq, mean, top1
+
+
+def ensure_trl_logprobs() -> bool:
+    """Give TRL < 1.16 a torch log-probability function where its Triton one is missing; True if
+    it was installed. A no-op with Triton (GPU machines) and on TRL 1.16+."""
+    try:
+        from trl.trainer import utils
+    except ImportError:
+        return False
+    if not hasattr(utils, "_ChunkedLogProbFunction") or utils._ChunkedLogProbFunction is not None:
+        return False
+    utils._ChunkedLogProbFunction = TorchLogProbs
+    return True

@@ -61,3 +61,40 @@ def test_installed_transformers_fills_the_cache_under_that_name(tiny_model_dir):
     assert cache.get_seq_length() == 4
     expected = "cache" if compat.transformers_version() >= compat.CACHE_RENAMED_IN else "past_key_values"
     assert compat.cache_kwarg(model) == expected
+
+
+def test_torch_logprobs_match_the_definition_and_trls_kernel():
+    """The TRL < 1.16 CPU fallback: log p(target) and entropy at temperature, with softcap, and grads."""
+    import torch
+
+    torch.manual_seed(0)
+    hidden = torch.randn(5, 8, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(11, 8, dtype=torch.float64)
+    targets = torch.tensor([0, 3, 10, 7, 7])
+    logp, entropy, *_ = compat.TorchLogProbs.apply(hidden, weight, None, targets, 0.7, 4, 30.0, 1.0,
+                                                   ("log_probs", "entropy"))
+    z = 30.0 * torch.tanh((hidden @ weight.T) / 30.0) / 0.7
+    ref = torch.log_softmax(z, -1)
+    torch.testing.assert_close(logp, ref[torch.arange(5), targets].float())
+    torch.testing.assert_close(entropy, -(ref.exp() * ref).sum(-1).float())
+    logp.sum().backward()
+    assert hidden.grad is not None and hidden.grad.abs().sum() > 0
+    try:
+        from trl.kernels import ChunkedLogProbFunction  # TRL 1.16+: its own torch path on CPU
+    except ImportError:
+        return
+    theirs = ChunkedLogProbFunction.apply(hidden.detach(), weight, None, targets, 0.7, 4, 30.0, 1.0,
+                                          ("log_probs", "entropy"))
+    torch.testing.assert_close(theirs[0].float(), logp.detach())
+    torch.testing.assert_close(theirs[1].float(), entropy.detach())
+
+
+def test_trl_logprobs_installed_only_where_missing(monkeypatch):
+    from trl.trainer import utils
+
+    original = utils._ChunkedLogProbFunction
+    if original is not None:
+        assert compat.ensure_trl_logprobs() is False and utils._ChunkedLogProbFunction is original
+    monkeypatch.setattr(utils, "_ChunkedLogProbFunction", None)
+    assert compat.ensure_trl_logprobs() is True
+    assert utils._ChunkedLogProbFunction is compat.TorchLogProbs
