@@ -261,5 +261,20 @@ def bench_train(model, steps, load_in_4bit, learn, reward, seed, demonstrations,
 
         write_text_atomic(json_path, json.dumps(result, indent=2))
 
+@bench.command(name="gpu")
+@click.option("--t4", is_flag=True, help="Cap memory at 15 GB and compute as a T4 does (refuses bf16).")
+@click.option("--tiny", is_flag=True, help="2-layer models, short states: the same steps on any device.")
+@click.option("--out", default="runs/gpu-check", show_default=True, help="Folder for the runs and gpu_check.json.")
+def bench_gpu(t4, tiny, out) -> None:
+    """Random-weight Gemma 3 1B / Llama 3.2 1B through the 4-bit recipe path: seconds, peak VRAM."""
+    from swirl_lite.gpu_check import run_check
+
+    try:
+        report = run_check(out, t4=t4, tiny=tiny)
+    except (ValueError, RuntimeError, OSError) as exc:
+        _fail(exc)
+    sys.exit(0 if report["ok"] else 1)
+
+
 if __name__ == "__main__":
     main()
