@@ -72,7 +72,8 @@ class TorchLogProbs:
               logit_scale=1.0, outputs=("log_probs",)):
         import torch
 
-        z = torch.nn.functional.linear(hidden, weight, bias).float() * logit_scale
+        z = torch.nn.functional.linear(hidden, weight, bias)
+        z = (z.float() if z.dtype in (torch.float16, torch.bfloat16) else z) * logit_scale  # fp32 at least
         if final_logit_softcapping is not None:
             z = final_logit_softcapping * torch.tanh(z / final_logit_softcapping)
         z = z / temperature

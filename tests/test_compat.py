@@ -75,8 +75,9 @@ def test_torch_logprobs_match_the_definition_and_trls_kernel():
                                                    ("log_probs", "entropy"))
     z = 30.0 * torch.tanh((hidden @ weight.T) / 30.0) / 0.7
     ref = torch.log_softmax(z, -1)
-    torch.testing.assert_close(logp, ref[torch.arange(5), targets].float())
-    torch.testing.assert_close(entropy, -(ref.exp() * ref).sum(-1).float())
+    assert logp.dtype == torch.float64  # fp32 at least: float64 inputs stay float64
+    torch.testing.assert_close(logp, ref[torch.arange(5), targets])
+    torch.testing.assert_close(entropy, -(ref.exp() * ref).sum(-1))
     logp.sum().backward()
     assert hidden.grad is not None and hidden.grad.abs().sum() > 0
     try:
@@ -85,8 +86,8 @@ def test_torch_logprobs_match_the_definition_and_trls_kernel():
         return
     theirs = ChunkedLogProbFunction.apply(hidden.detach(), weight, None, targets, 0.7, 4, 30.0, 1.0,
                                           ("log_probs", "entropy"))
-    torch.testing.assert_close(theirs[0].float(), logp.detach())
-    torch.testing.assert_close(theirs[1].float(), entropy.detach())
+    torch.testing.assert_close(theirs[0].double(), logp.detach(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(theirs[1].double(), entropy.detach(), rtol=1e-5, atol=1e-6)
 
 
 def test_trl_logprobs_installed_only_where_missing(monkeypatch):
