@@ -148,14 +148,20 @@ def chat(recipe: str, adapter: str | None, overrides: tuple[str, ...]) -> None:
 @click.argument("recipe", required=False, type=click.Path(dir_okay=False))
 @click.option("--set", "overrides", multiple=True, help=SET_HELP)
 @click.option("--offline", is_flag=True, help="Skip the model hub reachability check.")
-def doctor(recipe: str | None, overrides: tuple[str, ...], offline: bool) -> None:
+@click.option("--capability", help="Precision and memory for a card of this compute capability (7.5: T4).")
+def doctor(recipe: str | None, overrides: tuple[str, ...], offline: bool, capability: str | None) -> None:
     """Check Python, torch, GPU, library versions and (for a recipe) whether it fits in memory."""
     from swirl_lite.console import console, summary_table
-    from swirl_lite.doctor import run_doctor
+    from swirl_lite.doctor import estimate_memory, run_doctor
+    from swirl_lite.memory_estimate import TABLE_COLUMNS, table_rows
 
     resolved = _load(recipe, overrides) if recipe else None
-    rows = run_doctor(resolved, check_hub=not offline)
+    cap = tuple(int(p) for p in capability.split(".")[:2]) if capability else "detect"
+    rows = run_doctor(resolved, check_hub=not offline, capability=cap)
     console.print(summary_table("swirl-lite doctor", rows, ("check", "found", "verdict"), numeric=False))
+    stages = estimate_memory(resolved, cap) if resolved else None
+    if stages:
+        console.print(summary_table("peak memory per stage (estimate, GB)", table_rows(stages), TABLE_COLUMNS))
 
 
 @main.group()
