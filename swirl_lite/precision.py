@@ -1,10 +1,10 @@
 """The dtype a model computes in, chosen per device (`model.dtype: auto`).
 
-| device                                   | most models | Gemma 3  |
-|------------------------------------------|-------------|----------|
-| no CUDA device                           | float32     | float32  |
-| compute capability >= 8.0 (A100, L4, 30xx) | bfloat16  | bfloat16 |
-| compute capability < 8.0 (T4, V100)      | float16     | float32  |
+| device                           | most models | Gemma 3  |
+|----------------------------------|-------------|----------|
+| no CUDA device                   | float32     | float32  |
+| compute capability >= 8.0 (A100) | bfloat16    | bfloat16 |
+| compute capability < 8.0 (T4)    | float16     | float32  |
 
 Why not `torch.cuda.is_bf16_supported()`: it answers True on a T4, where bf16 is emulated (slow,
 and without the memory-efficient attention kernel), and unsloth, which loads such a card's models in
