@@ -43,3 +43,17 @@ def test_without_cuda_the_full_check_refuses_in_one_line(tmp_path):
     result = CliRunner().invoke(main, ["bench", "gpu", "--out", str(tmp_path)])
     assert result.exit_code == 1
     assert "needs a CUDA GPU" in result.output and "Traceback" not in result.output
+
+
+def test_t4_mode_refuses_bf16(tiny_model_dir):
+    import pytest
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from swirl_lite.config import build_recipe
+    from swirl_lite.gpu_check import _refuse_bf16
+
+    recipe = build_recipe({"model": {"name": tiny_model_dir, "dtype": "float16"}})
+    _refuse_bf16(AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float16), recipe)
+    with pytest.raises(RuntimeError, match="no native bf16"):
+        _refuse_bf16(AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.bfloat16), recipe)
