@@ -217,6 +217,7 @@ def run_family(family: str, root: Path, shape: Shape, t4: bool, rec: Recorder) -
 
     with rec.step(family, "build"):
         model_dir = build_model(family, root / "models" / family, shape.tiny)
+    release()  # the built model's GPU copy, before the recipe path loads its own
     recipe = check_recipe(model_dir, root / family, shape, "auto")
     if t4:  # compute as a T4 would on whatever card this is
         recipe = check_recipe(model_dir, root / family, shape, choose(recipe.model, T4_CAPABILITY).dtype)
