@@ -156,7 +156,12 @@ def doctor(recipe: str | None, overrides: tuple[str, ...], offline: bool, capabi
     from swirl_lite.memory_estimate import TABLE_COLUMNS, table_rows
 
     resolved = _load(recipe, overrides) if recipe else None
-    cap = tuple(int(p) for p in capability.split(".")[:2]) if capability else "detect"
+    try:
+        cap = tuple(int(p) for p in capability.split(".")) if capability else "detect"
+    except ValueError:
+        cap = ()
+    if cap != "detect" and len(cap) != 2:
+        _fail(ValueError(f"--capability {capability}: expected MAJOR.MINOR, e.g. 7.5 (T4) or 8.0 (A100)"))
     rows = run_doctor(resolved, check_hub=not offline, capability=cap)
     console.print(summary_table("swirl-lite doctor", rows, ("check", "found", "verdict"), numeric=False))
     stages = estimate_memory(resolved, cap) if resolved else None

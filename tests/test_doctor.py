@@ -81,3 +81,8 @@ def test_doctor_prints_one_row_per_stage_within_80_columns():
 
 def test_unknown_model_gives_no_estimate():
     assert estimate_memory(build_recipe({"model": {"name": "someone/mystery-model"}})) is None
+
+
+def test_bad_capability_is_one_line():
+    result = CliRunner().invoke(main, ["doctor", "recipes/gsm8k.yaml", "--offline", "--capability", "abc"])
+    assert result.exit_code == 1 and "expected MAJOR.MINOR" in result.output and "Traceback" not in result.output
