@@ -170,14 +170,25 @@ def chat(recipe: str, adapter: str | None, overrides: tuple[str, ...]) -> None:
 @click.argument("recipe", required=False, type=click.Path(dir_okay=False))
 @click.option("--set", "overrides", multiple=True, help=SET_HELP)
 @click.option("--offline", is_flag=True, help="Skip the model hub reachability check.")
-def doctor(recipe: str | None, overrides: tuple[str, ...], offline: bool) -> None:
+@click.option("--capability", help="Precision and memory for a card of this compute capability (7.5: T4).")
+def doctor(recipe: str | None, overrides: tuple[str, ...], offline: bool, capability: str | None) -> None:
     """Check Python, torch, GPU, library versions and (for a recipe) whether it fits in memory."""
     from swirl_lite.console import console, summary_table
-    from swirl_lite.doctor import run_doctor
+    from swirl_lite.doctor import estimate_memory, run_doctor
+    from swirl_lite.memory_estimate import TABLE_COLUMNS, table_rows
 
     resolved = load_or_exit(recipe, overrides) if recipe else None
-    rows = run_doctor(resolved, check_hub=not offline)
+    try:
+        cap = tuple(int(p) for p in capability.split(".")) if capability else "detect"
+    except ValueError:
+        cap = ()
+    if cap != "detect" and len(cap) != 2:
+        raise click.BadParameter("expected MAJOR.MINOR, e.g. 7.5 (T4) or 8.0 (A100)", param_hint="--capability")
+    rows = run_doctor(resolved, check_hub=not offline, capability=cap)
     console.print(summary_table("swirl-lite doctor", rows, ("check", "found", "verdict"), numeric=False))
+    stages = estimate_memory(resolved, cap) if resolved else None
+    if stages:
+        console.print(summary_table("peak memory per stage (estimate, GB)", table_rows(stages), TABLE_COLUMNS))
 
 
 @main.group(name="tools")

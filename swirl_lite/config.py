@@ -54,7 +54,7 @@ class ModelConfig(Section):
     )
     load_in_4bit: bool = Field(False, description="Load the base weights in 4-bit NF4 (bitsandbytes).")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "auto", description="Compute dtype: auto is bfloat16 on a GPU that has it, float32 on CPU."
+        "auto", description="Compute dtype: auto is bf16 on compute capability >= 8, else fp16 (Gemma 3: fp32); CPU fp32."
     )
     max_seq_length: int = Field(4096, ge=128, description="Longest state + action in tokens.")
     adapter: str | None = Field(None, description="A trained LoRA adapter folder to load on top.")

@@ -4,35 +4,22 @@ Reports Python, torch, CUDA and the GPU with its free memory, the versions of th
 the tested pins in `constraints/`, whether the model hub answers, and for a recipe a rough estimate of
 peak memory against what is free, with advice when it will not fit.
 
-The estimate is arithmetic, not a measurement: weights (4-bit ~0.56 byte/param with NF4 scales,
-bf16 2, fp32 4) + LoRA with Adam states + activations for one micro-batch (checkpointed or not) +
-the generation KV cache. `swirl-lite bench train` measures the real number.
+The estimate is arithmetic, not a measurement (`memory_estimate.py` lists its parts): peak memory
+of each stage (generate, filter, train, evaluate) in the dtype `precision.choose` picks for the card.
+`swirl-lite bench gpu` measures the real numbers.
 """
 
 from __future__ import annotations
 
 import importlib.metadata as md
 import platform
-import re
-from dataclasses import dataclass
 from pathlib import Path
 
 from swirl_lite.config import Recipe
+from swirl_lite.memory_estimate import StageMemory, stage_memory
 
 PINS_FILE = Path(__file__).resolve().parent / "data" / "constraints-gpu.txt"
 STACK = ("torch", "transformers", "peft", "trl", "accelerate", "bitsandbytes", "datasets", "unsloth", "unsloth-zoo", "vllm")
-# Architecture sizes of common small instruct models, for estimates without downloading a config.
-KNOWN = {  # name fragment: (params, layers, hidden)
-    "smollm2-135m": (135e6, 30, 576),
-    "embedded": (135e6, 30, 576),
-    "gemma-3-1b": (1.0e9, 26, 1152),
-    "llama-3.2-1b": (1.24e9, 16, 2048),
-    "llama-3.2-3b": (3.2e9, 28, 3072),
-    "qwen2.5-1.5b": (1.54e9, 28, 1536),
-    "qwen2.5-0.5b": (0.49e9, 24, 896),
-}
-
-
 def tested_pins(path: Path = PINS_FILE) -> dict[str, str]:
     pins: dict[str, str] = {}
     for line in path.read_text().splitlines():
@@ -50,70 +37,12 @@ def installed(name: str) -> str | None:
         return None
 
 
-@dataclass
-class Estimate:
-    params: float
-    weights_gb: float
-    lora_gb: float
-    activations_gb: float
-    kv_cache_gb: float
+def estimate_memory(recipe: Recipe, capability: tuple[int, int] | None | str = "detect") -> list[StageMemory] | None:
+    """Peak memory per stage on a card of `capability` ("detect": this machine; None: CPU)."""
+    from swirl_lite.precision import choose
 
-    @property
-    def total_gb(self) -> float:
-        # 15% for the CUDA context, allocator fragmentation and temporary buffers.
-        return 1.15 * (self.weights_gb + self.lora_gb + self.activations_gb + self.kv_cache_gb)
-
-
-def model_shape(recipe: Recipe) -> tuple[float, int, int] | None:
-    """(params, layers, hidden) from a local config.json, else from the known-model table."""
-    folder = Path(recipe.model.name)
-    config = folder / "config.json"
-    if config.is_file():
-        import json
-
-        cfg = json.loads(config.read_text())
-        hidden, layers = cfg.get("hidden_size"), cfg.get("num_hidden_layers")
-        inter, vocab = cfg.get("intermediate_size", 4 * (hidden or 0)), cfg.get("vocab_size", 32000)
-        if hidden and layers:
-            return (layers * (4 * hidden * hidden + 3 * hidden * inter) + vocab * hidden, layers, hidden)
-    key = re.sub(r"[^a-z0-9.]+", "-", recipe.model.name.lower())
-    for fragment, shape in KNOWN.items():
-        if fragment in key:
-            return shape
-    match = re.search(r"(\d+(?:\.\d+)?)([mb])\b", key.replace("-", " "))
-    if match:
-        params = float(match.group(1)) * (1e6 if match.group(2) == "m" else 1e9)
-        layers = max(12, int(12 + 6 * params / 1e9))
-        return params, layers, int((params / (12 * layers)) ** 0.5)
-    return None
-
-
-def estimate_memory(recipe: Recipe, on_gpu: bool = True) -> Estimate | None:
-    shape = model_shape(recipe)
-    if shape is None:
-        return None
-    params, layers, hidden = shape
-    if recipe.model.load_in_4bit:
-        per_param = 0.56
-    else:
-        per_param = 2.0 if on_gpu else 4.0
-    weights = params * per_param
-    scale = 1 if on_gpu else 2  # fp32 on CPU doubles every activation
-    lora_params = layers * 7 * 2 * hidden * recipe.model.lora.r  # all-linear, A and B (approx.)
-    lora = lora_params * (4 + 4 + 4 + 4)  # fp32 weights, grads, Adam m and v
-    tokens = recipe.train.per_device_batch_size * (recipe.train.max_prompt_length + recipe.train.max_completion_length)
-    # Korthikanti et al.: ~34*h bytes per token per layer in 16-bit without recomputation; with
-    # checkpointing only each layer's input (2*h) is kept, plus one layer's full set during backward.
-    if recipe.train.gradient_checkpointing:
-        activations = tokens * hidden * (2 * layers + 34) * scale
-    else:
-        activations = tokens * hidden * 34 * layers * scale
-    # KV cache of one generation batch; grouped-query attention keeps ~1/4 of the hidden size per token.
-    # x2: the hf backend keeps each row's cache between steps while the next batch cache is built.
-    seq = min(recipe.model.max_seq_length, recipe.train.max_prompt_length + recipe.generate.max_new_tokens)
-    kv = 2 * 2 * layers * (hidden // 4) * 2 * scale * recipe.generate.batch_size * seq
-    gb = 1024**3
-    return Estimate(params, weights / gb, lora / gb, activations / gb, kv / gb)
+    dtype = choose(recipe.model, capability).dtype
+    return stage_memory(recipe, 4 if dtype == "float32" else 2)
 
 
 def hub_reachable(timeout: float = 3.0) -> bool:
@@ -125,7 +54,8 @@ def hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
-def run_doctor(recipe: Recipe | None, check_hub: bool = True) -> list[tuple[str, str, str]]:
+def run_doctor(recipe: Recipe | None, check_hub: bool = True,
+               capability: tuple[int, int] | None | str = "detect") -> list[tuple[str, str, str]]:
     """Rows (check, value, verdict) for the summary table; verdict is ok / warn / info."""
     rows: list[tuple[str, str, str]] = [("python", platform.python_version(), "ok")]
     try:
@@ -157,19 +87,23 @@ def run_doctor(recipe: Recipe | None, check_hub: bool = True) -> list[tuple[str,
         rows.append(("model hub", "reachable" if reachable else "unreachable",
                      "ok" if reachable else "info: use local paths and model.name: embedded"))
     if recipe is not None:
-        rows.extend(_memory_rows(recipe, free_gb))
+        from swirl_lite.precision import choose
+
+        chosen = choose(recipe.model, capability)
+        rows.append(("precision", chosen.dtype, f"info: {chosen.reason}"))
+        rows.extend(_memory_rows(recipe, free_gb, capability))
     return rows
 
 
-def _memory_rows(recipe: Recipe, free_gb: float | None) -> list[tuple[str, str, str]]:
-    est = estimate_memory(recipe, on_gpu=free_gb is not None)
-    if est is None:
-        return [("peak memory (est.)", "unknown model size", "info: run swirl-lite bench train")]
-    value = (f"{est.total_gb:.1f} GB (weights {est.weights_gb:.1f}, LoRA+Adam {est.lora_gb:.2f}, "
-             f"activations {est.activations_gb:.1f}, KV cache {est.kv_cache_gb:.1f})")
-    if free_gb is None:
-        return [("peak memory (est.)", value, "info: no GPU to compare with")]
-    if est.total_gb <= 0.9 * free_gb:
+def _memory_rows(recipe: Recipe, free_gb: float | None, capability) -> list[tuple[str, str, str]]:
+    stages = estimate_memory(recipe, capability)
+    if stages is None:
+        return [("peak memory (est.)", "unknown model size", "info: run swirl-lite bench gpu")]
+    top = max(stages, key=lambda s: s.total)
+    value = f"{top.total:.1f} GB ({top.stage}; per stage below)"
+    if free_gb is None or capability != "detect":
+        return [("peak memory (est.)", value, "info: no GPU here to compare with" if free_gb is None else "info")]
+    if top.total <= 0.9 * free_gb:
         return [("peak memory (est.)", value, f"ok: fits in {free_gb:.1f} GB free")]
     advice = []
     if not recipe.model.load_in_4bit:

@@ -118,13 +118,10 @@ def pick_backend(cfg: ModelConfig) -> str:
 
 
 def compute_dtype(cfg: ModelConfig):
-    import torch
+    """The torch dtype of `precision.choose` for this device (`model.dtype` overrides)."""
+    from swirl_lite.precision import choose
 
-    if cfg.dtype != "auto":
-        return getattr(torch, cfg.dtype)
-    if torch.cuda.is_available():
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.float32
+    return choose(cfg).torch_dtype()
 
 
 @dataclass
@@ -149,14 +146,17 @@ def load_tokenizer(path: str, trust_remote_code: bool = False):
 
 def load_model(cfg: ModelConfig, lora: bool = False, trainable: bool = False) -> LoadedModel:
     """Load the base model (4-bit when asked), then `cfg.adapter` or a fresh LoRA when `lora`."""
-    path = resolve_model_path(cfg.name, cfg.gguf_file)
     backend = pick_backend(cfg)
+    if backend == "unsloth":  # before anything (a GGUF conversion too) imports transformers
+        import unsloth  # noqa: F401
+    path = resolve_model_path(cfg.name, cfg.gguf_file)
     if backend == "unsloth":
         return _load_unsloth(cfg, path, lora, trainable)
     import torch
     from transformers import AutoModelForCausalLM
 
-    kwargs: dict[str, Any] = {"dtype": compute_dtype(cfg), "trust_remote_code": cfg.trust_remote_code}
+    dtype = compute_dtype(cfg)  # one choice for the weights, the 4-bit compute and the trainer
+    kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": cfg.trust_remote_code}
     if cfg.load_in_4bit:
         from transformers import BitsAndBytesConfig
 
@@ -164,7 +164,7 @@ def load_model(cfg: ModelConfig, lora: bool = False, trainable: bool = False) ->
             load_in_4bit=True,
             bnb_4bit_quant_type="nf4",
             bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=compute_dtype(cfg),
+            bnb_4bit_compute_dtype=dtype,
         )
     # Under `accelerate launch` each process owns the GPU of its LOCAL_RANK.
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
@@ -209,6 +209,7 @@ def _load_unsloth(cfg: ModelConfig, path: str, lora: bool, trainable: bool) -> L
         model_name=cfg.adapter or path,
         max_seq_length=cfg.max_seq_length,
         load_in_4bit=cfg.load_in_4bit,
+        # auto: unsloth picks by card, by the same table as `precision.choose`; nothing to contradict it
         dtype=None if cfg.dtype == "auto" else compute_dtype(cfg),
     )
     if lora and not cfg.adapter:

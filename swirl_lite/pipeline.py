@@ -17,6 +17,7 @@ from typing import Any
 
 from swirl_lite.config import Recipe
 from swirl_lite.console import console
+from swirl_lite.memory import release
 from swirl_lite.runs import RunDir
 
 ORDER = ("generate", "split", "filter", "train", "evaluate")
@@ -82,7 +83,10 @@ def run_stage(stage: str, recipe: Recipe, run: RunDir, force: bool = False) -> d
     console.rule(f"[bold]{stage}")
     run.mark_started(stage, inputs)
     module = importlib.import_module(f"swirl_lite.stages.{stage}")
-    summary = module.run(recipe, run) or {}
+    try:
+        summary = module.run(recipe, run) or {}
+    finally:  # the stage's models are garbage now; free them before the next stage loads its own
+        release()
     run.mark_done(stage, {**summary, "inputs": inputs})
     return summary
 

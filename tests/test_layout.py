@@ -14,7 +14,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "swirl_lite"
 
 # Lowest first. A room may import rooms of its own layer or of a lower one.
 LAYERS = [
-    {"actions", "imports", "errors", "config", "console", "schema", "runs"},
+    {"actions", "imports", "errors", "config", "console", "schema", "runs",
+     "compat", "precision", "memory", "memory_estimate"},
     {"tools"},
     {"tasks"},
     {"models", "backends"},

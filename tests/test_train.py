@@ -295,6 +295,9 @@ def _lora_with_fused_head(model_dir: str, temperature: float):
     from transformers import AutoModelForCausalLM
     from trl.trainer.utils import add_fused_lm_head
 
+    from swirl_lite.compat import ensure_trl_logprobs
+
+    ensure_trl_logprobs()  # TRL < 1.16 on CPU: no Triton kernel
     torch.manual_seed(0)
     base = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float64)
     add_fused_lm_head(base, temperature=temperature, outputs=("log_probs", "entropy"))
@@ -323,11 +326,11 @@ def _grpo_batch(tok):
 def test_shared_prompt_loss_equals_trls_per_row_path(tiny_model_dir):
     """One forward per state, repeated for its actions, gives TRL's log-probs, entropies and grads."""
     import torch
-    from transformers import AutoTokenizer
 
+    from swirl_lite.models import load_tokenizer
     from swirl_lite.training import shared_prompt
 
-    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    tok = load_tokenizer(tiny_model_dir)  # sets a pad token where the saved one has none (transformers 5.17)
     model = _lora_with_fused_head(tiny_model_dir, temperature=0.7)
     ids, mask, C, cmask = _grpo_batch(tok)
     assert shared_prompt.prompt_groups(ids[:, :-C], mask[:, :-C]) == [[0, 1, 4], [2, 3, 5]]
@@ -356,11 +359,12 @@ def test_shared_prompt_loss_equals_trls_per_row_path(tiny_model_dir):
 
 def test_shared_prompt_generate_matches_plain_generate(tiny_model_dir):
     import torch
-    from transformers import AutoTokenizer, GenerationConfig
+    from transformers import GenerationConfig
 
+    from swirl_lite.models import load_tokenizer
     from swirl_lite.training.rl import bind_stop_strings
 
-    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    tok = load_tokenizer(tiny_model_dir)  # sets a pad token where the saved one has none (transformers 5.17)
     model = _lora_with_fused_head(tiny_model_dir, temperature=1.0)
     ids, mask, C, _ = _grpo_batch(tok)
     ids, mask = ids[:, :-C], mask[:, :-C]

@@ -68,8 +68,7 @@ def make_llm(recipe: Recipe, loaded: LoadedModel | None = None) -> LLM:
     """The backend named by `generate.backend`. `loaded` reuses a model already in memory (hf)."""
     backend = recipe.generate.backend
     if backend == "hf":
-        from swirl_lite.backends.hf import HFLLM
-
+        # The model first: unsloth (when used) must be imported before backends.hf imports transformers.
         if loaded is None:
             from swirl_lite.models import load_model
 
@@ -78,6 +77,8 @@ def make_llm(recipe: Recipe, loaded: LoadedModel | None = None) -> LLM:
             from unsloth import FastLanguageModel
 
             FastLanguageModel.for_inference(loaded.model)
+        from swirl_lite.backends.hf import HFLLM
+
         return HFLLM(
             loaded.model, loaded.tokenizer, max_context=recipe.model.max_seq_length,
             prefix_cache=loaded.backend != "unsloth",

@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from swirl_lite.backends import Completion, SamplingParams, cut_at_stop, generate_fitting, seed_for
+from swirl_lite.compat import with_cache
 
 
 class SeededSampler:
@@ -96,7 +97,7 @@ class PrefixCache:
             import torch
 
             new = torch.tensor([ids[len(self.ids) :]], device=self.model.device)
-            self.model(input_ids=new, cache=self.cache, use_cache=True, logits_to_keep=1)
+            self.model(input_ids=new, use_cache=True, logits_to_keep=1, **with_cache(self.model, self.cache))
             self.ids = list(ids)
         return self.cache
 
@@ -267,7 +268,7 @@ class HFLLM:
             from transformers import LogitsProcessorList
 
             processors = LogitsProcessorList([SeededSampler(seeds, params.temperature, params.top_p, device)])
-        extra = {"cache": kv} if kv is not None else {}
+        extra = with_cache(self.model, kv)
         with torch.inference_mode():
             out = self.model.generate(
                 input_ids=input_ids.to(device), attention_mask=mask.to(device), generation_config=config,

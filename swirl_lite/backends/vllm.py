@@ -75,14 +75,31 @@ class VLLMLLM:
         return cls(engine, cfg.max_seq_length, cfg.adapter, _num_params(path))
 
     def close(self) -> None:
-        """Free the GPU memory (the pipeline trains in the same process afterwards)."""
-        import gc
+        """Shut the engine down and free its GPU memory (the pipeline trains in the same process
+        afterwards). Idempotent; the stage that built the engine calls it when it ends."""
+        engine = self.__dict__.pop("engine", None)
+        if engine is None:
+            return
+        core = getattr(engine, "llm_engine", None)
+        for owner in (core, getattr(core, "engine_core", None)):  # vLLM V0 / V1 engine layouts
+            shutdown = getattr(owner, "shutdown", None)
+            if callable(shutdown):
+                shutdown()
+                break
+        owner = shutdown = engine = core = None  # no reference left for release() to miss
+        try:
+            from vllm.distributed.parallel_state import (
+                destroy_distributed_environment,
+                destroy_model_parallel,
+            )
 
-        import torch
+            destroy_model_parallel()
+            destroy_distributed_environment()
+        except ImportError:
+            pass
+        from swirl_lite.memory import release
 
-        del self.engine
-        gc.collect()
-        torch.cuda.empty_cache()
+        release()
 
     def generate(
         self, conversations: list[list[dict]], params: SamplingParams, seeds: Sequence[int] | None = None

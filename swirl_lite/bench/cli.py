@@ -6,6 +6,7 @@ Only click is imported at module level, so adding this group to the main CLI kee
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -149,3 +150,19 @@ def bench_train(model, steps, load_in_4bit, learn, reward, seed, demonstrations,
     except RUN_ERRORS as exc:
         fail(exc)
     write_json(json_path, result)
+
+
+@bench.command(name="gpu")
+@click.option("--t4", is_flag=True, help="Cap memory at 15 GB and compute as a T4 does (refuses bf16).")
+@click.option("--tiny", is_flag=True, help="2-layer models, short states: the same steps on any device.")
+@click.option("--out", default="runs/gpu-check", show_default=True, help="Folder for the runs and gpu_check.json.")
+def bench_gpu(t4, tiny, out) -> None:
+    """Random-weight Gemma 3 1B / Llama 3.2 1B through the 4-bit recipe path: seconds, peak VRAM."""
+    from swirl_lite.bench.gpu import run_check
+
+    try:
+        report = run_check(out, t4=t4, tiny=tiny)
+    except RUN_ERRORS as exc:
+        fail(exc)
+    sys.exit(0 if report["ok"] else 1)
+

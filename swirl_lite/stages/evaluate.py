@@ -19,14 +19,13 @@ grade (`eval.llm_grader`) and the judge's GOOD rate per step (`eval.judge_steps`
 from __future__ import annotations
 
 import contextlib
-import gc
 import json
-import sys
 from pathlib import Path
 
 from swirl_lite.backends import demonstrations_for, load_llm
 from swirl_lite.config import DataConfig, Recipe
 from swirl_lite.console import console, progress, skips, summary_table
+from swirl_lite.memory import release
 from swirl_lite.runs import RunDir
 from swirl_lite.schema import Trajectory, read_jsonl, to_dict, write_jsonl
 
@@ -194,8 +193,9 @@ def run(recipe: Recipe, run_dir: RunDir) -> dict:
             judge_extras(recipe, run_dir, loaded, task, tools, trajs, engines)
             write_jsonl(final, trajs)
             partial.unlink(missing_ok=True)
+        release(llm)  # closes a vllm engine
         del llm, loaded, engines
-        _free_memory()
+        release()
     metrics = write_report(run_dir.path, compute_metrics(run_dir.path, seed=recipe.eval.seed))
     console.print(summary_table("evaluation (95% CI: Wilson)", headline_rows(metrics), HEADLINE_COLUMNS))
     console.print(f"report: {run_dir / 'report.md'}  {run_dir / 'report.html'}  {run_dir / 'metrics.json'}")
@@ -207,11 +207,6 @@ def run(recipe: Recipe, run_dir: RunDir) -> dict:
     }
 
 
-def _free_memory() -> None:
-    gc.collect()
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_available():
-        torch.cuda.empty_cache()
 
 
 def judge_extras(

@@ -84,7 +84,7 @@ def run(recipe: Recipe, run_dir: RunDir, llm: Any = None) -> dict[str, Any]:
     stats = Counter()
     started = time.time()
     if jobs:
-        llm = llm if llm is not None else make_llm(recipe)
+        owned, llm = llm is None, llm if llm is not None else make_llm(recipe)
         demos = demonstrations_for(recipe, llm)
         max_steps = g.max_steps or task.max_steps
         console.print(
@@ -110,6 +110,10 @@ def run(recipe: Recipe, run_dir: RunDir, llm: Any = None) -> dict[str, Any]:
                 records.append(writer.add(traj))
                 bar.advance(handle)
             writer.flush()
+        if owned:  # a vllm engine keeps 85% of the GPU until closed
+            from swirl_lite.memory import release
+
+            release(llm)
     seconds = time.time() - started
     summary = summarize(records, len(unique), stats["tokens"] / seconds if jobs and seconds > 0 else None)
     summary["shards"] = len(shard_paths(folder))

@@ -11,14 +11,10 @@ from swirl_lite.config import Recipe
 
 
 def precision(recipe: Recipe) -> dict[str, bool]:
-    """bf16/fp16 mixed precision only where the compute dtype asks for it (never on CPU)."""
-    import torch
+    """bf16/fp16 mixed precision from the same choice as the model's load dtype (never on CPU)."""
+    from swirl_lite.precision import choose
 
-    from swirl_lite.models import compute_dtype
-
-    dtype = compute_dtype(recipe.model)
-    on_gpu = torch.cuda.is_available()
-    return {"bf16": on_gpu and dtype == torch.bfloat16, "fp16": on_gpu and dtype == torch.float16}
+    return choose(recipe.model).trainer_flags()
 
 
 def trainer_args(recipe: Recipe, output_dir: Path) -> dict[str, Any]:

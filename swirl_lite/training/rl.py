@@ -122,8 +122,11 @@ def build_trainer(recipe: Recipe, loaded, rows: list[dict], reward, output_dir: 
     stops at the closing tags of the reward's action tags (the run's tools)."""
     from trl import GRPOTrainer
 
+    from swirl_lite.compat import ensure_trl_logprobs
     from swirl_lite.training import shared_prompt
     from swirl_lite.training.data import longest_first, ordered_dataset
+
+    ensure_trl_logprobs()  # TRL < 1.16 without Triton (CPU) has no log-probability function
 
     args = grpo_config(recipe, output_dir, getattr(reward, "tags", TAGS))
     per_step = unique_states_per_step(recipe, recipe.train.num_generations)

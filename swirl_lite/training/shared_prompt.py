@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from swirl_lite.compat import with_cache
+
 
 def prompt_groups(ids, mask) -> list[list[int]]:
     """Rows with the same prompt (same tokens under the same mask), in first-seen order."""
@@ -58,7 +60,7 @@ def _prefix_cache(model, prefix, repeats: int):
     if prefix.numel() == 0:
         return None
     cache = plain_cache(model.config)
-    model(input_ids=prefix[None], cache=cache, use_cache=True, logits_to_keep=1)
+    model(input_ids=prefix[None], use_cache=True, logits_to_keep=1, **with_cache(model, cache))
     if repeats > 1:
         cache.batch_repeat_interleave(repeats)
     return cache
@@ -91,7 +93,7 @@ def logps_and_entropies(model, input_ids, attention_mask, logits_to_keep: int, c
         labels = ids.clone()
         labels[:, 0] = -100
         labels[:, 1:][completion_mask == 0] = -100
-        out = model(input_ids=ids, attention_mask=mask, cache=cache, labels=labels, fused_lm_head=True)
+        out = model(input_ids=ids, attention_mask=mask, labels=labels, fused_lm_head=True, **with_cache(model, cache))
         for j, row in enumerate(rows):
             logps[row] = out.log_probs[j, -C:]
             if compute_entropy:
@@ -119,8 +121,7 @@ def generate(model, original, input_ids, attention_mask, groups: list[list[int]]
         k = len(rows)
         cache = _prefix_cache(model, prompt[:-1], k)
         ids = prompt.expand(k, -1)
-        extra = {"cache": cache} if cache is not None else {}
-        out = original(input_ids=ids, attention_mask=torch.ones_like(ids), **extra, **kwargs)
+        out = original(input_ids=ids, attention_mask=torch.ones_like(ids), **with_cache(model, cache), **kwargs)
         parts.append((rows, out[:, prompt.numel() :]))
     width = max(part.size(1) for _, part in parts)
     result = input_ids.new_full((input_ids.size(0), input_ids.size(1) + width), pad)

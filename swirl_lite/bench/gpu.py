@@ -1,0 +1,300 @@
+"""`swirl-lite bench gpu`: the GPU recipe path end to end on random weights, offline, in minutes.
+
+For each family (Gemma 3 1B and Llama 3.2 1B shapes, with their real vocabulary sizes) it builds a
+random-weight model from its config and a tokenizer offline (the embedded SmolLM2 BPE plus the
+family's special tokens and chat template), then runs the recipe path step by step, timing each and
+recording its peak GPU memory:
+
+  build        the random model and tokenizer, saved to a folder
+  load         `models.load_model` in 4-bit: unsloth when importable, else transformers + peft
+  generate_N   one hf-backend batch of 32 states of ~N tokens (600, 1500, 3000), 256 new tokens
+  judge        the logprob judge (`judge.model: policy`) on the 32 longest states
+  train        the train stage: 3 GRPO steps on the longest states (judge as reward), adapter saved
+  reload       `load_model` with the saved adapter, then one generation batch
+
+Random weights make these numbers about speed and memory only: sampling at temperature 1 over a
+128k-262k vocabulary almost never hits a stop tag, so rows generate their whole budget.
+`--t4` caps the process at 15 GB and computes as a T4 does (fp16; Gemma 3 fp32: precision.py),
+refusing to go on if any weight or the trainer is bf16. `--tiny` runs the same steps on 2-layer
+models with short states on any device (the CPU test). Results: printed, and `<out>/gpu_check.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from swirl_lite.console import console, summary_table
+from swirl_lite.memory import release, rss_gb
+
+T4_MEMORY_GB = 15
+T4_CAPABILITY = (7, 5)
+
+
+@dataclass(frozen=True)
+class Shape:
+    batch: int = 32
+    states: tuple[int, ...] = (600, 1500, 3000)  # state lengths in tokens
+    new_tokens: int = 256
+    train_steps: int = 3
+    train_batch: int = 8  # completions per step: 2 states x 4 actions, as recipes/gsm8k.yaml
+    generations: int = 4
+    max_seq_length: int = 4096
+    tiny: bool = False
+
+
+TINY = Shape(batch=2, states=(96, 160), new_tokens=8, train_steps=1, train_batch=4, generations=2, max_seq_length=512, tiny=True)
+
+GEMMA_TEMPLATE = (
+    "{{ bos_token }}{% set ns = namespace(system='') %}"
+    "{% for m in messages %}{% if m['role'] == 'system' %}{% set ns.system = m['content'] + '\n\n' %}"
+    "{% else %}{% set role = 'model' if m['role'] == 'assistant' else 'user' %}"
+    "{{ '<start_of_turn>' + role + '\n' + (ns.system if loop.index0 == 1 and ns.system else '') "
+    "+ m['content'] | trim + '<end_of_turn>\n' }}{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
+)
+LLAMA_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}"
+    "{{ '<|start_header_id|>' + m['role'] + '<|end_header_id|>\n\n' + m['content'] | trim + '<|eot_id|>' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
+)
+# family: (vocabulary size, bos, eos = end of turn, pad, other special tokens, template)
+FAMILIES = {
+    "gemma-3-1b": (262144, "<bos>", "<end_of_turn>", "<pad>", ["<start_of_turn>"], GEMMA_TEMPLATE),
+    "llama-3.2-1b": (128256, "<|begin_of_text|>", "<|eot_id|>", "<|finetune_right_pad_id|>",
+                     ["<|start_header_id|>", "<|end_header_id|>"], LLAMA_TEMPLATE),
+}
+
+
+def build_tokenizer(family: str):
+    """The embedded model's BPE with `family`'s special tokens and chat rules (offline)."""
+    from transformers import AutoTokenizer
+
+    from swirl_lite.models import resolve_model_path
+
+    _, bos, eos, pad, extra, template = FAMILIES[family]
+    tok = AutoTokenizer.from_pretrained(resolve_model_path("embedded"))
+    tok.add_tokens([bos, eos, pad, *extra], special_tokens=True)
+    tok.bos_token, tok.eos_token, tok.pad_token = bos, eos, pad
+    tok.chat_template = template
+    return tok
+
+
+def family_config(family: str, vocab_size: int, tiny: bool):
+    """The family's published 1B shape (or 2 layers, 64 wide when `tiny`)."""
+    if family.startswith("gemma"):
+        from transformers import Gemma3TextConfig
+
+        shape = dict(hidden_size=1152, intermediate_size=6912, num_hidden_layers=26, num_attention_heads=4,
+                     num_key_value_heads=1, head_dim=256, query_pre_attn_scalar=256, sliding_window=512,
+                     max_position_embeddings=32768)
+        if tiny:
+            shape.update(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
+                         head_dim=32, query_pre_attn_scalar=32, sliding_window=32)
+        return Gemma3TextConfig(vocab_size=vocab_size, tie_word_embeddings=True, **shape)
+    from transformers import LlamaConfig
+
+    shape = dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32,
+                 num_key_value_heads=8, head_dim=64, max_position_embeddings=131072)
+    if tiny:
+        shape.update(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                     num_key_value_heads=2, head_dim=16)
+    return LlamaConfig(vocab_size=vocab_size, tie_word_embeddings=True, **shape)
+
+
+def build_model(family: str, folder: Path, tiny: bool) -> Path:
+    """A random-weight model of `family`'s shape with its tokenizer, saved to `folder`."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    tok = build_tokenizer(family)
+    config = family_config(family, len(tok) if tiny else FAMILIES[family][0], tiny)
+    config.bos_token_id, config.eos_token_id, config.pad_token_id = tok.bos_token_id, tok.eos_token_id, tok.pad_token_id
+    torch.manual_seed(0)
+    cuda = torch.cuda.is_available()
+    with torch.device("cuda" if cuda else "cpu"):
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16 if cuda else torch.float32)
+    model.generation_config.update(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                                   pad_token_id=tok.pad_token_id)
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    del model
+    return folder
+
+
+def states(tokenizer, target: int, n: int, seed: int) -> list[list[dict]]:
+    """`n` SWiRL-like states of ~`target` tokens: instructions, a question, then calculator steps
+    and their results until the length is reached (each row its own numbers)."""
+    rng = random.Random(seed)
+    system = ("Solve the problem step by step. Each step is one calculation in <math_exp>...</math_exp>; "
+              "the result comes back as 'EXPRESSION -> RESULT'. Finish with <answer>...</answer>.")
+    out = []
+    for i in range(n):
+        numbers = " ".join(str(rng.randint(2, 999)) for _ in range(12))
+        chat = [{"role": "system", "content": system},
+                {"role": "user", "content": f"Question: row {i}: what is the sum of {numbers}?"}]
+        length = len(tokenizer(tokenizer.apply_chat_template(chat, tokenize=False), add_special_tokens=False)["input_ids"])
+        while length < target or len(chat) < 6:  # at least two steps: one to judge, one before it
+            a, b = rng.randint(10, 9999), rng.randint(10, 9999)
+            step = [{"role": "assistant", "content": f"Next I add {a} and {b}. <math_exp>{a} + {b}</math_exp>"},
+                    {"role": "user", "content": f"{a} + {b} -> {a + b}"}]
+            chat += step
+            length += sum(len(tokenizer(m["content"], add_special_tokens=False)["input_ids"]) + 5 for m in step)
+        out.append(chat)
+    return out
+
+
+def check_recipe(model_dir: Path, run_root: Path, shape: Shape, dtype: str):
+    from swirl_lite.config import build_recipe
+
+    return build_recipe({
+        "model": {"name": str(model_dir), "load_in_4bit": True, "max_seq_length": shape.max_seq_length, "dtype": dtype},
+        "judge": {"kind": "llm", "model": "policy", "mode": "logprob"},
+        "train": {"max_steps": shape.train_steps, "per_device_batch_size": shape.train_batch,
+                  "num_generations": shape.generations, "max_prompt_length": shape.max_seq_length - shape.new_tokens,
+                  "max_completion_length": shape.new_tokens, "logging_steps": 1, "save_steps": 1000},
+        "output": {"dir": str(run_root), "name": "run"},
+    })
+
+
+class Recorder:
+    """Seconds and peak memory per step; `step()` is a context manager yielding a dict for extras."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+
+    @contextmanager
+    def step(self, family: str, name: str):
+        import torch
+
+        cuda = torch.cuda.is_available()
+        if cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        extra: dict[str, Any] = {}
+        started = time.perf_counter()
+        row = {"family": family, "step": name}
+        try:
+            yield extra
+        except Exception as exc:
+            row["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            raise
+        finally:
+            if cuda:
+                torch.cuda.synchronize()
+            row.update(seconds=round(time.perf_counter() - started, 2),
+                       peak_vram_gb=round(torch.cuda.max_memory_allocated() / 1024**3, 2) if cuda else None,
+                       peak_reserved_gb=round(torch.cuda.max_memory_reserved() / 1024**3, 2) if cuda else None,
+                       rss_gb=round(rss_gb(), 2), **extra)
+            self.rows.append(row)
+
+
+def _refuse_bf16(model: Any, recipe) -> None:
+    """--t4: no bf16 weight (4-bit storage aside) and no bf16 trainer flag."""
+    import torch
+
+    from swirl_lite.training.common import precision
+
+    bf16 = [n for n, p in model.named_parameters() if p.dtype == torch.bfloat16]
+    if bf16 or precision(recipe)["bf16"]:
+        raise RuntimeError(f"--t4: bf16 found ({bf16[:2] or 'trainer flag'}); a T4 has no native bf16")
+
+
+def run_family(family: str, root: Path, shape: Shape, t4: bool, rec: Recorder) -> None:
+    from swirl_lite.backends import SamplingParams, make_llm
+    from swirl_lite.models import load_model
+    from swirl_lite.precision import choose
+    from swirl_lite.runs import RunDir
+    from swirl_lite.schema import SubTrajectory, write_jsonl
+    from swirl_lite.stages.train import train
+
+    with rec.step(family, "build"):
+        model_dir = build_model(family, root / "models" / family, shape.tiny)
+    release()  # the built model's GPU copy, before the recipe path loads its own
+    recipe = check_recipe(model_dir, root / family, shape, "auto")
+    if t4:  # compute as a T4 would on whatever card this is
+        recipe = check_recipe(model_dir, root / family, shape, choose(recipe.model, T4_CAPABILITY).dtype)
+    params = SamplingParams(temperature=1.0, max_new_tokens=shape.new_tokens, seed=0)
+    with rec.step(family, "load") as extra:
+        loaded = load_model(recipe.model)
+        extra.update(backend=loaded.backend, dtype=choose(recipe.model).dtype)
+        if t4:
+            _refuse_bf16(loaded.model, recipe)
+    llm = make_llm(recipe, loaded)
+    chats = {}
+    for target in shape.states:
+        chats[target] = states(loaded.tokenizer, target, shape.batch, seed=target)
+        with rec.step(family, f"generate_{target}") as extra:
+            outs = llm.generate(chats[target], params)
+            extra.update(state_tokens=round(sum(o.prompt_tokens for o in outs) / len(outs)),
+                         new_tokens=sum(o.completion_tokens for o in outs), rows=len(outs))
+    longest = chats[shape.states[-1]]
+    subs = [SubTrajectory(id=f"t{i}#0/0", trajectory_id=f"t{i}#0", question_id=f"q{i}", step=0,
+                          kind="math_exp", prompt=chat[:-2], completion=[chat[-2]], task="arithmetic", gold=0)
+            for i, chat in enumerate(longest)]
+    with rec.step(family, "judge") as extra:
+        from swirl_lite.judges import build_scorer
+
+        verdicts = build_scorer(recipe, policy=loaded).score(subs)
+        extra.update(steps=len(verdicts), mean_score=round(sum(v.score for v in verdicts) / len(verdicts), 4))
+    release(llm)
+    del llm, loaded
+    release()
+    run = RunDir.for_recipe(recipe)
+    write_jsonl(run / "filter" / "shard-00000.jsonl", subs)
+    with rec.step(family, "train") as extra:
+        summary = train(recipe, run)
+        extra.update(steps=summary["steps"], shared_states=summary.get("shared_states"))
+    release()
+    with rec.step(family, "reload") as extra:
+        adapted = load_model(recipe.model.model_copy(update={"adapter": str(run / "train" / "adapter")}))
+        outs = make_llm(recipe, adapted).generate(chats[shape.states[0]], params)
+        extra.update(adapter=type(adapted.model).__name__, new_tokens=sum(o.completion_tokens for o in outs))
+    del adapted
+    release()
+
+
+def run_check(out: str | Path, t4: bool = False, tiny: bool = False, families: tuple[str, ...] = tuple(FAMILIES)) -> dict:
+    """Every step for every family; returns (and writes) the JSON report. A failing step is recorded
+    with its error and ends that family; `ok` says whether every step ran."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing from the hub: the models are built here
+    import torch
+
+    cuda = torch.cuda.is_available()
+    if not cuda and not tiny:
+        raise RuntimeError("bench gpu needs a CUDA GPU; --tiny runs the same steps on small models anywhere")
+    if t4 and cuda:
+        total = torch.cuda.get_device_properties(0).total_memory
+        torch.cuda.set_per_process_memory_fraction(min(1.0, T4_MEMORY_GB * 1024**3 / total))
+    shape = TINY if tiny else Shape()
+    root = Path(out)
+    rec, started, errors = Recorder(), time.perf_counter(), []
+    for family in families:
+        try:
+            run_family(family, root, shape, t4, rec)
+        except Exception as exc:  # noqa: BLE001 - recorded, and the other family still runs
+            errors.append(f"{family}: {type(exc).__name__}: {exc}")
+            console.print(f"[red]{family}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}[/]")
+            release()
+        shutil.rmtree(root / "models" / family, ignore_errors=True)
+    report = {
+        "device": torch.cuda.get_device_name(0) if cuda else "cpu",
+        "capability": ".".join(map(str, torch.cuda.get_device_capability(0))) if cuda else None,
+        "t4": t4, "tiny": tiny, "shape": shape.__dict__, "ok": not errors, "errors": errors,
+        "total_seconds": round(time.perf_counter() - started, 1), "steps": rec.rows,
+    }
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "gpu_check.json").write_text(json.dumps(report, indent=2, default=list))
+    memory = "peak_vram_gb" if cuda else "rss_gb"
+    rows = [(r["family"], r["step"], r["seconds"], r[memory], r.get("error", "")[:24]) for r in rec.rows]
+    console.print(summary_table(f"bench gpu ({report['device']}{', --t4' if t4 else ''})", rows,
+                                ("family", "step", "s", "peak VRAM GB" if cuda else "RSS GB", "error")))
+    console.print(f"total {report['total_seconds']} s; {root / 'gpu_check.json'}")
+    return report

@@ -1,0 +1,59 @@
+"""`swirl-lite bench gpu --tiny`: every step of the GPU check runs on CPU and lands in the JSON."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from swirl_lite.cli import main
+
+STEPS = ["build", "load", "generate_96", "generate_160", "judge", "train", "reload"]
+
+
+def test_tiny_gpu_check_writes_every_step(tmp_path, embedded_path, monkeypatch):
+    monkeypatch.setenv("SWIRL_LITE_NO_PROGRESS", "1")
+    result = CliRunner().invoke(main, ["bench", "gpu", "--tiny", "--out", str(tmp_path)])
+    report = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert result.exit_code == 0, (report["errors"], result.output[-2000:])
+    assert report["ok"] and report["tiny"] and not report["errors"]
+    for family in ("gemma-3-1b", "llama-3.2-1b"):
+        rows = {r["step"]: r for r in report["steps"] if r["family"] == family}
+        assert list(rows) == STEPS
+        assert all(r["seconds"] >= 0 and "error" not in r for r in rows.values())
+        assert rows["load"]["backend"] == "hf" and rows["load"]["dtype"] == "float32"  # CPU, no unsloth
+        for n in (96, 160):
+            gen = rows[f"generate_{n}"]
+            assert gen["rows"] == 2 and 0 < gen["new_tokens"] <= 2 * 8
+            assert gen["state_tokens"] >= n  # the states reach their length
+        assert rows["judge"]["steps"] == 2 and 0 <= rows["judge"]["mean_score"] <= 1
+        assert rows["train"]["steps"] == 1
+        assert rows["reload"]["adapter"].startswith("Peft") and rows["reload"]["new_tokens"] > 0
+    assert not (tmp_path / "models").exists() or not any((tmp_path / "models").iterdir())  # random models deleted
+    assert "bench gpu (cpu)" in result.output
+
+
+def test_without_cuda_the_full_check_refuses_in_one_line(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        import pytest
+
+        pytest.skip("CPU-only assertion")
+    result = CliRunner().invoke(main, ["bench", "gpu", "--out", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "needs a CUDA GPU" in result.output and "Traceback" not in result.output
+
+
+def test_t4_mode_refuses_bf16(tiny_model_dir):
+    import pytest
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from swirl_lite.config import build_recipe
+    from swirl_lite.bench.gpu import _refuse_bf16
+
+    recipe = build_recipe({"model": {"name": tiny_model_dir, "dtype": "float16"}})
+    _refuse_bf16(AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float16), recipe)
+    with pytest.raises(RuntimeError, match="no native bf16"):
+        _refuse_bf16(AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.bfloat16), recipe)

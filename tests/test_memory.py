@@ -1,0 +1,81 @@
+"""Stages give their memory back when they end: models collected, engines closed, RSS back down."""
+
+from __future__ import annotations
+
+import gc
+
+from swirl_lite.config import build_recipe
+from swirl_lite.memory import rss_gb
+from swirl_lite.pipeline import run_stage
+from swirl_lite.runs import RunDir
+
+
+def _recipe(tmp_path, model: str, name: str):
+    return build_recipe({
+        "model": {"name": model},
+        "data": {"task": "arithmetic", "limit": 2},
+        "generate": {"samples_per_question": 1, "max_new_tokens": 8, "max_steps": 1, "demonstrations": 0},
+        "output": {"dir": str(tmp_path), "name": name},
+    })
+
+
+def _live_models() -> list:
+    from transformers import PreTrainedModel
+
+    return [o for o in gc.get_objects() if isinstance(o, PreTrainedModel)]
+
+
+def test_rss_after_a_stage_returns_near_its_level_before(tmp_path, tiny_model_dir, embedded_path):
+    """The train stage's model, trainer and judge (the embedded 135M model, ~0.5 GB in float32 plus
+    optimiser state) are gone once it returns, though TRL and peft hold them in reference cycles."""
+    from test_train import make_run
+
+    warm, warm_run = make_run(tmp_path / "warm", tiny_model_dir, max_steps=1)  # imports, one-time buffers
+    run_stage("train", warm, warm_run)
+    gc.collect()
+    before = rss_gb()
+    recipe, run = make_run(tmp_path / "embedded", embedded_path, max_steps=1)
+    assert run_stage("train", recipe, run)["steps"] == 1
+    after = rss_gb()  # no gc.collect() here: the stage must have freed its models itself
+    assert _live_models() == []
+    assert after - before < 0.25, f"RSS {before:.2f} GB before the stage, {after:.2f} GB after"
+
+
+def test_generate_closes_the_engine_it_built(tmp_path, monkeypatch, tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    from swirl_lite import backends
+    from swirl_lite.backends.scripted import ScriptedLLM
+
+    closed = []
+
+    class Engine(ScriptedLLM):
+        def close(self) -> None:
+            closed.append(True)
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    monkeypatch.setattr(backends, "make_llm", lambda recipe, loaded=None: Engine(lambda m: "<answer>1</answer>", tokenizer=tok))
+    recipe = _recipe(tmp_path, tiny_model_dir, "engine")
+    run_stage("generate", recipe, RunDir.for_recipe(recipe))
+    assert closed == [True]
+
+
+def test_vllm_close_shuts_the_engine_down_once():
+    from swirl_lite.backends.vllm import VLLMLLM
+
+    calls = []
+
+    class Core:
+        def shutdown(self):
+            calls.append("shutdown")
+
+    class Engine:
+        llm_engine = type("LLMEngine", (), {"engine_core": Core()})()
+
+        def get_tokenizer(self):
+            return None
+
+    llm = VLLMLLM(Engine(), max_context=128)
+    llm.close()
+    llm.close()
+    assert calls == ["shutdown"] and not hasattr(llm, "engine")
