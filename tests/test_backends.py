@@ -4,6 +4,7 @@ llama.cpp server on loopback, vllm's clear errors, and the helpers every backend
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import socket
 import subprocess
@@ -250,8 +251,28 @@ def test_openai_backend_against_a_real_server(llama_server):
     assert outs[1].finish_reason == "context"
     for out in (outs[0], outs[2]):
         assert out.prompt_tokens > 0 and 0 < out.completion_tokens <= 16 and out.text
-    again = llm.generate([convs[0]], params, seeds=[11])
-    assert again[0].text == outs[0].text  # the seed goes to the server
+    llm.close()
+
+
+def test_openai_backend_sends_each_conversations_seed():
+    """The per-conversation seed reaches the server in the request (what makes a server's sampling
+    reproducible where it honours seeds). Checked on the request itself: comparing a real server's
+    sampled text across calls is flaky, since llama.cpp reuses the previous request's prompt cache
+    and its logits then differ in the last bits."""
+    import httpx
+
+    from swirl_lite.backends.openai import OpenAILLM
+
+    bodies: list[dict] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        bodies.append(json.loads(request.content))
+        reply = {"choices": [{"message": {"content": "<answer>1</answer>"}, "finish_reason": "stop"}]}
+        return httpx.Response(200, json=reply)
+
+    llm = OpenAILLM("http://stub.test/v1", "m", concurrency=1, transport=httpx.MockTransport(handler))
+    llm.generate([chat("a"), chat("b")], SamplingParams(temperature=0.8, max_new_tokens=4), seeds=[11, 2**40 + 5])
+    assert [b["seed"] for b in bodies] == [11, (2**40 + 5) % 2**31]
     llm.close()
 
 

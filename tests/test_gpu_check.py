@@ -50,8 +50,8 @@ def test_t4_mode_refuses_bf16(tiny_model_dir):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from swirl_lite.config import build_recipe
     from swirl_lite.bench.gpu import _refuse_bf16
+    from swirl_lite.config import build_recipe
 
     recipe = build_recipe({"model": {"name": tiny_model_dir, "dtype": "float16"}})
     _refuse_bf16(AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float16), recipe)
