@@ -13,7 +13,7 @@ def test_bench_group_lists_every_benchmark():
     result = CliRunner().invoke(main, ["bench", "--help"])
     assert result.exit_code == 0, result.output
     listed = {line.split()[0] for line in result.output.split("Commands:")[1].splitlines() if line.strip()}
-    assert listed == {"tools", "rollout", "judge", "train"}
+    assert listed == {"tools", "rollout", "judge", "train", "gpu"}
 
 
 def test_bench_rollout_applies_set_to_the_default_recipe(tmp_path, tiny_model_dir):

@@ -88,4 +88,6 @@ def test_unknown_model_gives_no_estimate():
 
 def test_bad_capability_is_one_line():
     result = CliRunner().invoke(main, ["doctor", "recipes/gsm8k.yaml", "--offline", "--capability", "abc"])
-    assert result.exit_code == 1 and "expected MAJOR.MINOR" in result.output and "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error")]
+    assert result.exit_code == 2 and "Traceback" not in result.output  # a bad option: a usage error
+    assert len(errors) == 1 and "--capability" in errors[0] and "expected MAJOR.MINOR" in errors[0]
