@@ -220,7 +220,6 @@ def judge_extras(
     from swirl_lite.judges import LLMOutcomeJudge, VerdictCache, build_engine, judge_for_run
     from swirl_lite.schema import split_trajectory
 
-    cache = VerdictCache(run_dir / "judge_cache")
     needs_llm = recipe.eval.llm_grader or recipe.judge.kind != "reference"
     # judge.model 'policy' judges with the base weights: the engine switches the adapter off.
     engines = engines if engines is not None else {}
@@ -228,7 +227,7 @@ def judge_extras(
         engines["llm"] = build_engine(recipe, loaded)
     engine = engines.get("llm")
     if recipe.eval.llm_grader:
-        grader = LLMOutcomeJudge(engine, recipe.judge.mode, cache)
+        grader = LLMOutcomeJudge(engine, recipe.judge.mode, VerdictCache(run_dir / "judge_cache"))
         verdicts = grader.grade([(t.question, str(t.gold), t.final_answer) for t in trajs])
         for traj, ok in zip(trajs, verdicts, strict=True):
             traj.meta["llm_correct"] = bool(ok)
