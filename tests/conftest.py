@@ -62,3 +62,15 @@ def tiny_model_dir(tmp_path_factory, embedded_path) -> str:
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return str(out)
+
+
+@pytest.fixture(scope="session")
+def tiny_gemma_dir(tmp_path_factory, embedded_path) -> str:
+    """A 2-layer Gemma 3 (one sliding-window layer, window 16, one full-attention layer) with the
+    embedded BPE plus Gemma's turn tokens and a chat template that, like Gemma's, refuses a system
+    role and turns that do not alternate."""
+    import torch
+
+    from swirl_lite.architectures import build_model
+
+    return str(build_model("gemma3", tmp_path_factory.mktemp("tiny-gemma3"), "tiny", dtype=torch.float32))

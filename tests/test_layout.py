@@ -18,7 +18,7 @@ LAYERS = [
      "compat", "precision", "memory", "memory_estimate"},
     {"tools"},
     {"tasks"},
-    {"models", "backends"},
+    {"models", "backends", "architectures"},
     {"judges", "rollout", "training", "report"},
     {"stages", "pipeline", "chat", "doctor", "checks"},
     {"bench", "cli", "cli_helpers", "__main__"},

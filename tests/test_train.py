@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from grpo_helpers import grpo_batch, lora_with_fused_head
 
 from swirl_lite.config import build_recipe
 from swirl_lite.runs import RunDir
@@ -289,40 +290,6 @@ def test_judge_reward_scores_sampled_actions_and_logs_shares():
     assert logged == {"actions/valid": 0.5, "actions/tool_call": 0.25, "actions/answer": 0.25}
 
 
-def _lora_with_fused_head(model_dir: str, temperature: float):
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-    from trl.trainer.utils import add_fused_lm_head
-
-    from swirl_lite.compat import ensure_trl_logprobs
-
-    ensure_trl_logprobs()  # TRL < 1.16 on CPU: no Triton kernel
-    torch.manual_seed(0)
-    base = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float64)
-    add_fused_lm_head(base, temperature=temperature, outputs=("log_probs", "entropy"))
-    model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"]))
-    for name, p in model.named_parameters():  # LoRA B starts at zero: give the adapter a real effect
-        if "lora_B" in name:
-            torch.nn.init.normal_(p, std=0.5)
-    return model
-
-
-def _grpo_batch(tok):
-    """Two states (left-padded to one width) x 3 actions each, right-padded, in mixed order."""
-    import torch
-
-    prompts = ["Question: Ana has 3 bags of 4 apples. How many?", "Question: 2+2?"]
-    actions = ["<math_exp>3 * 4</math_exp>", "<answer>12</answer>", "I think", "<answer>4</answer>",
-               "<math_exp>2 + 2</math_exp>", "4"]
-    owner = [0, 0, 1, 1, 0, 1]
-    p = tok(prompts, padding=True, padding_side="left", return_tensors="pt")
-    c = tok(actions, padding=True, padding_side="right", add_special_tokens=False, return_tensors="pt")
-    ids = torch.cat([p["input_ids"][owner], c["input_ids"]], dim=1)
-    mask = torch.cat([p["attention_mask"][owner], c["attention_mask"]], dim=1)
-    return ids, mask, c["input_ids"].size(1), c["attention_mask"]
-
-
 def test_shared_prompt_loss_equals_trls_per_row_path(tiny_model_dir):
     """One forward per state, repeated for its actions, gives TRL's log-probs, entropies and grads."""
     import torch
@@ -331,8 +298,8 @@ def test_shared_prompt_loss_equals_trls_per_row_path(tiny_model_dir):
     from swirl_lite.training import shared_prompt
 
     tok = load_tokenizer(tiny_model_dir)  # sets a pad token where the saved one has none (transformers 5.17)
-    model = _lora_with_fused_head(tiny_model_dir, temperature=0.7)
-    ids, mask, C, cmask = _grpo_batch(tok)
+    model = lora_with_fused_head(tiny_model_dir, temperature=0.7)
+    ids, mask, C, cmask = grpo_batch(tok)
     assert shared_prompt.prompt_groups(ids[:, :-C], mask[:, :-C]) == [[0, 1, 4], [2, 3, 5]]
 
     def grads(logps):
@@ -365,8 +332,8 @@ def test_shared_prompt_generate_matches_plain_generate(tiny_model_dir):
     from swirl_lite.training.rl import bind_stop_strings
 
     tok = load_tokenizer(tiny_model_dir)  # sets a pad token where the saved one has none (transformers 5.17)
-    model = _lora_with_fused_head(tiny_model_dir, temperature=1.0)
-    ids, mask, C, _ = _grpo_batch(tok)
+    model = lora_with_fused_head(tiny_model_dir, temperature=1.0)
+    ids, mask, C, _ = grpo_batch(tok)
     ids, mask = ids[:, :-C], mask[:, :-C]
     config = GenerationConfig(max_new_tokens=6, do_sample=False, pad_token_id=tok.pad_token_id,
                               eos_token_id=tok.eos_token_id)

@@ -18,10 +18,13 @@ keys/values (its prompt and the tokens it generated) from one call to the next, 
 only feeds the tokens that are new since step k-1 (its last turn's tail and the tool result) instead
 of its whole history. Each row takes the longer of the two. Rows are laid out as
 [padding][cached tokens][padding][new tokens]: the cache is left-padded to the longest cached part,
-and the attention mask and position ids (from the mask's cumsum) skip both holes. Output is the same
-as without caching (up to float noise). Rows a call does not ask for are dropped from the row cache
-(their trajectories ended). Only for plain full-attention caches (not sliding-window or
-unsloth-patched models); `prefix_cache=False` turns both off.
+and the attention mask and position ids (from the mask's cumsum) skip both holes. A sliding-window
+model (Gemma 3) keeps every position in its caches (`plain_cache`) and gets no hole in a row,
+because its window counts cache positions, padding included: there each row feeds as many new
+tokens as the longest new part, re-feeding a few cached ones, as [padding][cached][new]. Output is
+the same as without caching (up to float noise). Rows a call does not ask for are dropped from the
+row cache (their trajectories ended). Any other cache layout (chunked or linear attention,
+unsloth-patched models) turns caching off; so does `prefix_cache=False`.
 """
 
 from __future__ import annotations
@@ -103,14 +106,39 @@ class PrefixCache:
 
 
 def plain_cache(config: Any) -> Any:
-    """An empty DynamicCache for `config`; TypeError unless every layer is full attention (a
-    sliding-window layer drops old positions, so its keys/values cannot be reused or repeated)."""
+    """An empty DynamicCache for `config` in which every layer keeps every position.
+
+    A sliding-window model's own cache (Gemma 3: 5 of 6 layers) keeps only the last window of
+    positions in those layers, so a row's keys and values could not be kept whole, repeated for a
+    group or left-padded into a batch. Its sliding layers become full ones here. That is exact: the
+    model builds its sliding-window mask from absolute cache positions (transformers'
+    `sliding_window_overlay`: a query at i sees keys at j > i - window), so the positions a window
+    drops are masked instead of missing; it costs the memory of those positions, and a batch must
+    not hold padding holes inside a row (they would count against the window: see `HFLLM`).
+    TypeError for any other layer kind (chunked or linear attention, static or quantized caches).
+    """
     from transformers import DynamicCache
+    from transformers.cache_utils import DynamicLayer
 
     cache = DynamicCache(config=config)
-    if any(type(layer).__name__ != "DynamicLayer" for layer in cache.layers):
-        raise TypeError("not a plain full-attention cache")
+    for i, layer in enumerate(cache.layers):
+        kind = type(layer).__name__
+        if kind == "DynamicSlidingWindowLayer":
+            cache.layers[i] = DynamicLayer()
+        elif kind != "DynamicLayer":
+            raise TypeError(f"not a plain attention cache (layer {i} is {kind})")
     return cache
+
+
+def has_sliding_window(config: Any) -> bool:
+    """Whether some layer of `config` attends through a sliding window."""
+    from transformers import DynamicCache
+
+    try:
+        layers = DynamicCache(config=config).layers
+    except Exception:  # noqa: BLE001 - an exotic config: `plain_cache` refuses it too, caching goes off
+        return False
+    return any(getattr(layer, "is_sliding", False) for layer in layers)
 
 
 def _common_prefix(rows: Sequence[Sequence[int]]) -> int:
@@ -213,6 +241,8 @@ class HFLLM:
         self.model = model
         self.prefix = PrefixCache(model) if prefix_cache else None
         self.rows = RowCache()
+        self.sliding = prefix_cache and has_sliding_window(model.config)
+        self.reused_tokens = 0  # prompt tokens that came from a cache, over all calls
         self.tokenizer = tokenizer
         self.max_context = max_context
         self.num_params = count_params(model)
@@ -247,6 +277,7 @@ class HFLLM:
         pad = self.tokenizer.pad_token_id
         cached, kv = self._cached_prefixes(prompts, params.max_new_tokens)
         self.last_cached = cached  # for tests and benchmarks: tokens per row that came from a cache
+        self.reused_tokens += sum(cached)
         suffixes = [p[c:] for p, c in zip(prompts, cached, strict=True)]
         depth, width = max(cached), max(len(s) for s in suffixes)
         input_ids = torch.tensor([
@@ -293,14 +324,21 @@ class HFLLM:
         own = [self.rows.lookup(p) for p in prompts]
         use_shared = shared >= self.MIN_PREFIX
         cached = [n if n > shared and n >= self.MIN_PREFIX else shared if use_shared else 0 for n, _ in own]
+        from_prefix = [use_shared and c == shared for c in cached]
+        width = max(len(p) - c for p, c in zip(prompts, cached, strict=True))
+        if self.sliding:
+            # No padding hole inside a row: the window counts cache positions, holes included. Every
+            # row feeds `width` new tokens (a row with a shorter suffix re-feeds cached ones).
+            cached = [max(min(c, len(p) - width), 0) for p, c in zip(prompts, cached, strict=True)]
         if max(cached) == 0:
             self.rows.clear()
             return none
         try:
             with torch.inference_mode():
-                prefix = _layers(self.prefix.get(prompts[0][:shared])) if use_shared and shared in cached else None
-                sources = [None if c == 0 else prefix if c == shared else layers for c, (_, layers) in zip(cached, own, strict=True)]
-                width = max(len(p) - c for p, c in zip(prompts, cached, strict=True))
+                prefix = (_layers(self.prefix.get(prompts[0][:shared]))
+                          if any(f and c for f, c in zip(from_prefix, cached, strict=True)) else None)
+                sources = [None if c == 0 else prefix if f else layers
+                           for c, f, (_, layers) in zip(cached, from_prefix, own, strict=True)]
                 kv = _left_padded_cache(self.model.config, sources, cached, width + max_new_tokens)
         except (TypeError, ValueError, NotImplementedError, AttributeError) as exc:  # unusual cache layouts: plain path
             from swirl_lite.console import console

@@ -1,8 +1,8 @@
 """`swirl-lite bench gpu`: the GPU recipe path end to end on random weights, offline, in minutes.
 
 For each family (Gemma 3 1B and Llama 3.2 1B shapes, with their real vocabulary sizes) it builds a
-random-weight model from its config and a tokenizer offline (the embedded SmolLM2 BPE plus the
-family's special tokens and chat template), then runs the recipe path step by step, timing each and
+random-weight model from its config and a tokenizer offline (`architectures.build_model`: the
+embedded SmolLM2 BPE plus the family's special tokens and chat template), then runs the recipe path step by step, timing each and
 recording its peak GPU memory:
 
   build        the random model and tokenizer, saved to a folder
@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from swirl_lite.architectures import FAMILIES, build_model
 from swirl_lite.console import console, summary_table
 from swirl_lite.memory import release, rss_gb
 
@@ -52,83 +53,6 @@ class Shape:
 
 TINY = Shape(batch=2, states=(96, 160), new_tokens=8, train_steps=1, train_batch=4, generations=2, max_seq_length=512, tiny=True)
 
-GEMMA_TEMPLATE = (
-    "{{ bos_token }}{% set ns = namespace(system='') %}"
-    "{% for m in messages %}{% if m['role'] == 'system' %}{% set ns.system = m['content'] + '\n\n' %}"
-    "{% else %}{% set role = 'model' if m['role'] == 'assistant' else 'user' %}"
-    "{{ '<start_of_turn>' + role + '\n' + (ns.system if loop.index0 == 1 and ns.system else '') "
-    "+ m['content'] | trim + '<end_of_turn>\n' }}{% endif %}{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
-)
-LLAMA_TEMPLATE = (
-    "{{ bos_token }}{% for m in messages %}"
-    "{{ '<|start_header_id|>' + m['role'] + '<|end_header_id|>\n\n' + m['content'] | trim + '<|eot_id|>' }}"
-    "{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
-)
-# family: (vocabulary size, bos, eos = end of turn, pad, other special tokens, template)
-FAMILIES = {
-    "gemma-3-1b": (262144, "<bos>", "<end_of_turn>", "<pad>", ["<start_of_turn>"], GEMMA_TEMPLATE),
-    "llama-3.2-1b": (128256, "<|begin_of_text|>", "<|eot_id|>", "<|finetune_right_pad_id|>",
-                     ["<|start_header_id|>", "<|end_header_id|>"], LLAMA_TEMPLATE),
-}
-
-
-def build_tokenizer(family: str):
-    """The embedded model's BPE with `family`'s special tokens and chat rules (offline)."""
-    from transformers import AutoTokenizer
-
-    from swirl_lite.models import resolve_model_path
-
-    _, bos, eos, pad, extra, template = FAMILIES[family]
-    tok = AutoTokenizer.from_pretrained(resolve_model_path("embedded"))
-    tok.add_tokens([bos, eos, pad, *extra], special_tokens=True)
-    tok.bos_token, tok.eos_token, tok.pad_token = bos, eos, pad
-    tok.chat_template = template
-    return tok
-
-
-def family_config(family: str, vocab_size: int, tiny: bool):
-    """The family's published 1B shape (or 2 layers, 64 wide when `tiny`)."""
-    if family.startswith("gemma"):
-        from transformers import Gemma3TextConfig
-
-        shape = dict(hidden_size=1152, intermediate_size=6912, num_hidden_layers=26, num_attention_heads=4,
-                     num_key_value_heads=1, head_dim=256, query_pre_attn_scalar=256, sliding_window=512,
-                     max_position_embeddings=32768)
-        if tiny:
-            shape.update(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
-                         head_dim=32, query_pre_attn_scalar=32, sliding_window=32)
-        return Gemma3TextConfig(vocab_size=vocab_size, tie_word_embeddings=True, **shape)
-    from transformers import LlamaConfig
-
-    shape = dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32,
-                 num_key_value_heads=8, head_dim=64, max_position_embeddings=131072)
-    if tiny:
-        shape.update(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                     num_key_value_heads=2, head_dim=16)
-    return LlamaConfig(vocab_size=vocab_size, tie_word_embeddings=True, **shape)
-
-
-def build_model(family: str, folder: Path, tiny: bool) -> Path:
-    """A random-weight model of `family`'s shape with its tokenizer, saved to `folder`."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    tok = build_tokenizer(family)
-    config = family_config(family, len(tok) if tiny else FAMILIES[family][0], tiny)
-    config.bos_token_id, config.eos_token_id, config.pad_token_id = tok.bos_token_id, tok.eos_token_id, tok.pad_token_id
-    torch.manual_seed(0)
-    cuda = torch.cuda.is_available()
-    with torch.device("cuda" if cuda else "cpu"):
-        model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16 if cuda else torch.float32)
-    model.generation_config.update(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                                   pad_token_id=tok.pad_token_id)
-    model.save_pretrained(folder)
-    tok.save_pretrained(folder)
-    del model
-    return folder
-
-
 def states(tokenizer, target: int, n: int, seed: int) -> list[list[dict]]:
     """`n` SWiRL-like states of ~`target` tokens: instructions, a question, then calculator steps
     and their results until the length is reached (each row its own numbers)."""
@@ -138,10 +62,10 @@ def states(tokenizer, target: int, n: int, seed: int) -> list[list[dict]]:
     out = []
     for i in range(n):
         numbers = " ".join(str(rng.randint(2, 999)) for _ in range(12))
-        chat = [{"role": "system", "content": system},
-                {"role": "user", "content": f"Question: row {i}: what is the sum of {numbers}?"}]
+        # one user turn first: Gemma's template has no system role
+        chat = [{"role": "user", "content": f"{system}\n\nQuestion: row {i}: what is the sum of {numbers}?"}]
         length = len(tokenizer(tokenizer.apply_chat_template(chat, tokenize=False), add_special_tokens=False)["input_ids"])
-        while length < target or len(chat) < 6:  # at least two steps: one to judge, one before it
+        while length < target or len(chat) < 5:  # at least two steps: one to judge, one before it
             a, b = rng.randint(10, 9999), rng.randint(10, 9999)
             step = [{"role": "assistant", "content": f"Next I add {a} and {b}. <math_exp>{a} + {b}</math_exp>"},
                     {"role": "user", "content": f"{a} + {b} -> {a + b}"}]
@@ -216,7 +140,7 @@ def run_family(family: str, root: Path, shape: Shape, t4: bool, rec: Recorder) -
     from swirl_lite.stages.train import train
 
     with rec.step(family, "build"):
-        model_dir = build_model(family, root / "models" / family, shape.tiny)
+        model_dir = build_model(family, root / "models" / family, "tiny" if shape.tiny else "1b")
     release()  # the built model's GPU copy, before the recipe path loads its own
     recipe = check_recipe(model_dir, root / family, shape, "auto")
     if t4:  # compute as a T4 would on whatever card this is

@@ -11,10 +11,15 @@ the backward pass sums the G actions' gradients into the state's single forward,
 G separate passes compute one by one. `tests/test_train.py` checks log-probabilities, entropies and
 LoRA gradients against TRL's own path, and sampled actions against plain `generate`.
 
+Sliding-window models (Gemma 3) share states too: the state's cache keeps every position
+(`backends.hf.plain_cache`) and the model's own sliding-window mask, built from absolute positions,
+hides what the window drops; `tests/test_gemma3.py` checks the same numbers with states longer than
+the window and actions crossing it.
+
 Written here because neither TRL nor transformers shares a prompt across a group (TRL's vLLM mode
-shares the prefill, but vLLM is not on the CPU or Colab path); used only for plain full-attention
-decoders with a DynamicCache, in one process, without gradient checkpointing (which drops caches):
-anything else uses TRL's path.
+shares the prefill, but vLLM is not on the CPU or Colab path); used only for decoders whose cache is
+transformers' DynamicCache of attention layers (full or sliding-window), in one process, without
+gradient checkpointing (which drops caches): anything else uses TRL's path.
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ def shared_groups(ids, mask) -> list[list[int]] | None:
 
 
 def supported(model) -> bool:
-    """A plain decoder whose cache is transformers' DynamicCache of full-attention layers."""
+    """A decoder whose cache is transformers' DynamicCache of attention layers (full or sliding)."""
     from swirl_lite.backends.hf import plain_cache
 
     config = getattr(model, "config", None)
