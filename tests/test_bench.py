@@ -45,3 +45,32 @@ def test_bench_judge_reference_only_is_right_on_every_labelled_step(tmp_path):
     (row,) = json.loads(out.read_text())
     assert row["judge"] == "reference" and row["n"] == 2 * 6 + 8 * 6  # 6 labelled steps per problem
     assert row["accuracy"] == 1.0 and row["good_rate"] == 0.5
+
+
+def test_bench_rollout_arch_gemma3_reuses_caches_and_repeats_its_trajectories(tmp_path, monkeypatch):
+    """--arch builds a random-weight Gemma 3 (here at the tiny size, to stay fast) and the hf
+    engine reuses each row's cache across steps without changing a trajectory."""
+    from swirl_lite import architectures
+
+    monkeypatch.setitem(architectures._SHAPES["gemma-3-1b"], "bench", architectures._SHAPES["gemma-3-1b"]["tiny"])
+    out = tmp_path / "rollout.json"
+    result = CliRunner().invoke(main, [
+        "bench", "rollout", "--arch", "gemma3", "--set", "generate.demonstrations=1", "--questions", "3",
+        "--batch", "3", "--max-steps", "2", "--max-new-tokens", "6", "--json", str(out),
+    ])
+    assert result.exit_code == 0, result.output
+    numbers = json.loads(out.read_text())
+    assert numbers["arch"] == "gemma3" and numbers["kv_reuse"] is True and numbers["reused_prompt_tokens"] > 0
+    assert numbers["identical_trajectories"] == 3 and numbers["batch_3"]["trajectories"] == 3
+
+
+def test_bench_train_one_run_reports_whether_states_were_shared(tmp_path, tiny_gemma_dir):
+    runs = {}
+    for mode in ("per-row", "policy-only"):
+        out = tmp_path / f"{mode}.json"
+        result = CliRunner().invoke(main, ["bench", "train", "--one", mode, "--model", tiny_gemma_dir,
+                                           "--steps", "1", "--json", str(out)])
+        assert result.exit_code == 0, result.output
+        runs[mode] = json.loads(out.read_text())
+    assert runs["per-row"]["shared_states"] is False and runs["policy-only"]["shared_states"] is True
+    assert all(r["samples_per_s"] > 0 and r["steps"] == 1 for r in runs.values())

@@ -11,9 +11,14 @@ from pathlib import Path
 
 import click
 
+from swirl_lite.architectures import ARCHES
 from swirl_lite.cli_helpers import SET_HELP, fail, load_or_exit, write_json
 
 RUN_ERRORS = (ValueError, FileNotFoundError, RuntimeError, OSError)
+ARCH_CHOICES = tuple(ARCHES)
+ARCH_HELP = ("A random-weight model of this architecture at the benches' size (gemma3: Gemma 3 270M's "
+             "layers, sliding window 512; llama: SmolLM2 135M's), built offline, instead of the model. "
+             "Without it: the model given (default the embedded SmolLM2-135M, a Llama).")
 
 
 @click.group()
@@ -86,17 +91,19 @@ def bench_tools(hotpotqa_path: str | None, recipe: str | None, n_docs: int, n_qu
 @click.option("--max-steps", default=3, show_default=True, help="Step cap (0: the recipe's or task's).")
 @click.option("--max-new-tokens", default=48, show_default=True, help="Tokens per action (0: the recipe's).")
 @click.option("--threads", type=int, help="torch CPU threads (1 is steadier on a busy machine).")
+@click.option("--arch", type=click.Choice(ARCH_CHOICES), help=ARCH_HELP)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the numbers here.")
-def bench_rollout(recipe_path, overrides, batch, questions, max_steps, max_new_tokens, threads, json_path) -> None:
+def bench_rollout(recipe_path, overrides, batch, questions, max_steps, max_new_tokens, threads, arch, json_path) -> None:
     """Rollout tokens/s and trajectories/s at batch 1 vs batch B on the same questions and model."""
-    from swirl_lite.bench.rollout import DEFAULT_RECIPE, run_bench
+    from swirl_lite.bench.rollout import DEFAULT_RECIPE, run_bench, with_arch
 
     recipe = load_or_exit(recipe_path, overrides, default=DEFAULT_RECIPE)
     try:
-        result = run_bench(recipe, batch, questions, max_steps or None, max_new_tokens or None, threads)
+        with with_arch(recipe, arch) as recipe:
+            result = run_bench(recipe, batch, questions, max_steps or None, max_new_tokens or None, threads)
     except RUN_ERRORS as exc:
         fail(exc)
-    write_json(json_path, result)
+    write_json(json_path, {**result, "arch": arch} if arch else result)
 
 
 @bench.command(name="judge")
@@ -132,9 +139,10 @@ def bench_judge(models, modes, n_math, batch_size, generate_limit, max_new_token
 @click.option("--seed", default=0, show_default=True, help="--learn: training and sampling seed.")
 @click.option("--demonstrations", default=1, show_default=True,
               help="Demonstrations in each state (longer states gain more from sharing them).")
+@click.option("--arch", type=click.Choice(ARCH_CHOICES), help=ARCH_HELP)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the numbers here.")
 @click.option("--one", type=click.Choice(["per-row", "policy-only", "shared", "separate"]), hidden=True)
-def bench_train(model, steps, load_in_4bit, learn, reward, seed, demonstrations, json_path, one) -> None:
+def bench_train(model, steps, load_in_4bit, learn, reward, seed, demonstrations, arch, json_path, one) -> None:
     """Samples/s and peak memory of RL training: judge shared vs separate, state shared vs per row."""
     from swirl_lite.bench import train as bt
 
@@ -146,7 +154,7 @@ def bench_train(model, steps, load_in_4bit, learn, reward, seed, demonstrations,
 
             result = learn_check(model, steps or 8, seed, reward)
         else:
-            result = bt.bench(model, steps or 2, load_in_4bit, demonstrations)
+            result = bt.bench(model, steps or 2, load_in_4bit, demonstrations, arch)
     except RUN_ERRORS as exc:
         fail(exc)
     write_json(json_path, result)

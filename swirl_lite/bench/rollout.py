@@ -6,13 +6,22 @@ per-trajectory seeds, so they do the same work: the bench checks that both produ
 speed-up. Without `--recipe` it runs the embedded SmolLM2-135M on the built-in arithmetic task
 (`DEFAULT_RECIPE`), with any `--set` overrides applied to that.
 
+`--arch gemma3|llama` swaps the model for a random-weight one of that architecture at the benches'
+size (`architectures.py`). Random weights seldom emit an action tag, so every action runs its whole
+token budget: the numbers are about the engine, not the model. `kv_reuse` says whether rows reused
+their own cache from the step before (the hf backend; false elsewhere).
+
 Numbers from a shared machine are noisy: other processes compete for the cores. `--threads 1`
 gives steadier numbers there (torch's default thread pool spins badly when oversubscribed).
 """
 
 from __future__ import annotations
 
+import contextlib
+import shutil
+import tempfile
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from swirl_lite.config import Recipe
@@ -55,6 +64,7 @@ def run_bench(
         f"temperature {params.temperature}, {demos} demonstrations"
     )
     runs = [_timed(llm, task, tools, examples, b, steps, params, demos) for b in (1, batch)]
+    reused = getattr(llm, "reused_tokens", 0)  # prompt tokens the hf backend took from its caches
     one, many = runs
     same = sum(one["turns"][k] == many["turns"].get(k) for k in one["turns"])
     ratio = many["tokens_per_s"] / one["tokens_per_s"] if one["tokens_per_s"] else float("nan")
@@ -66,14 +76,34 @@ def run_bench(
         f"rollout throughput ({recipe.model.name}, {recipe.generate.backend})", rows,
         ("", "trajectories", "tokens", "seconds", "tokens/s", "trajectories/s"),
     ))
-    console.print(f"batch {batch} / batch 1: [bold]{ratio:.2f}x[/] tokens/s; identical trajectories: {same}/{len(one['turns'])}")
+    console.print(f"batch {batch} / batch 1: [bold]{ratio:.2f}x[/] tokens/s; identical trajectories: "
+                  f"{same}/{len(one['turns'])}; KV reuse: {'yes' if reused else 'no'} ({reused} prompt tokens)")
     result = {k: v for k, v in many.items() if k != "turns"}
     return {
         "model": recipe.model.name, "backend": recipe.generate.backend, "task": task.name,
         "questions": len(examples), "max_steps": steps, "max_new_tokens": params.max_new_tokens,
         "batch_1": {k: v for k, v in one.items() if k != "turns"}, f"batch_{batch}": result,
         "ratio_tokens_per_s": round(ratio, 3), "identical_trajectories": same,
+        "kv_reuse": reused > 0, "reused_prompt_tokens": reused,
     }
+
+
+@contextlib.contextmanager
+def with_arch(recipe: Recipe, arch: str | None) -> Iterator[Recipe]:
+    """`recipe` with its model swapped for a random-weight `arch` model built in a temporary folder
+    (removed on exit); `recipe` itself without `arch`."""
+    if arch is None:
+        yield recipe
+        return
+    from swirl_lite.architectures import build_model
+
+    folder = tempfile.mkdtemp(prefix=f"swirl-bench-{arch}-")
+    try:
+        console.print(f"bench rollout: building a random-weight {arch} model (bench size) ...")
+        path = str(build_model(arch, folder, "bench"))
+        yield recipe.model_copy(update={"model": recipe.model.model_copy(update={"name": path})})
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _timed(llm, task, tools, examples, batch: int, steps: int, params, demos: int) -> dict[str, Any]:

@@ -12,6 +12,10 @@ Reported: samples/s (sampled actions trained on per second of training) and peak
 torch.cuda.max_memory_allocated; CPU: the process's peak RSS), and each run's memory relative to
 policy-only, and policy-only's speed relative to per-row. Target: shared <= 1.15 x policy-only.
 
+`--arch gemma3|llama` trains a random-weight model of that architecture at the benches' size
+(`architectures.py`: Gemma 3 270M's layers, sliding window 512; SmolLM2 135M's layers) instead of
+`--model`; each run's `shared_states` says whether it ran each state once for its actions.
+
 `--learn` runs the learning check instead (`bench/learn.py`).
 """
 
@@ -81,11 +85,30 @@ def run_one(mode: str, model: str, steps: int, load_in_4bit: bool = False, demon
     samples = summary["steps"] * t.per_device_batch_size * t.gradient_accumulation_steps
     memory, kind = peak_memory_mb()
     return {"mode": mode, "samples_per_s": samples / summary["train_seconds"], "peak_mb": memory,
-            "memory_kind": kind, "steps": summary["steps"], "train_seconds": summary["train_seconds"]}
+            "memory_kind": kind, "steps": summary["steps"], "train_seconds": summary["train_seconds"],
+            "shared_states": bool(summary.get("shared_states"))}
 
 
-def bench(model: str = "embedded", steps: int = 2, load_in_4bit: bool = False, demonstrations: int = 1) -> list[dict]:
-    """Run every mode in a fresh process and print the comparison table."""
+def bench(model: str = "embedded", steps: int = 2, load_in_4bit: bool = False, demonstrations: int = 1,
+          arch: str | None = None) -> list[dict]:
+    """Run every mode in a fresh process and print the comparison table. With `arch`, the policy is
+    a random-weight model of that architecture at the benches' size (`architectures.py`), built
+    here and removed afterwards, instead of `model`."""
+    if arch is None:
+        return _bench(model, steps, load_in_4bit, demonstrations, model)
+    from swirl_lite.architectures import build_model
+
+    folder = Path(tempfile.mkdtemp(prefix=f"swirl-bench-{arch}-"))
+    try:
+        console.print(f"[dim]bench train: building a random-weight {arch} model (bench size) ...[/]")
+        path = str(build_model(arch, folder, "bench"))
+        results = _bench(path, steps, load_in_4bit, demonstrations, f"random-weight {arch}")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return [{**r, "arch": arch} for r in results]
+
+
+def _bench(model: str, steps: int, load_in_4bit: bool, demonstrations: int, label: str) -> list[dict]:
     results = []
     for mode in MODES:
         with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as fh:
@@ -104,11 +127,12 @@ def bench(model: str = "embedded", steps: int = 2, load_in_4bit: bool = False, d
     floor = by_mode["policy-only"]["peak_mb"]
     for r in results:
         r["memory_ratio"] = r["peak_mb"] / floor
-    rows = [(r["mode"], r["samples_per_s"], r["peak_mb"], r["memory_ratio"], r["train_seconds"]) for r in results]
+    rows = [(r["mode"], r["samples_per_s"], r["peak_mb"], r["memory_ratio"], r["train_seconds"],
+             "yes" if r["shared_states"] else "no") for r in results]
     console.print(summary_table(
-        f"bench train: {model}, {steps} steps, {demonstrations} demonstrations per state, "
+        f"bench train: {label}, {steps} steps, {demonstrations} demonstrations per state, "
         f"{results[0]['memory_kind']} (MiB)",
-        rows, ("mode", "samples/s", "peak MiB", "x policy-only", "train s"),
+        rows, ("mode", "samples/s", "peak MiB", "x policy-only", "train s", "shared"),
     ))
     speedup = by_mode["policy-only"]["samples_per_s"] / by_mode["per-row"]["samples_per_s"]
     console.print(f"share_prompt: {speedup:.2f}x the samples/s of TRL's per-row path "
