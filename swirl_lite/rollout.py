@@ -1,12 +1,20 @@
 """The batched multi-step loop shared by generate, evaluate and chat (METHOD.md §1 and §5).
 
-Trajectories advance in lockstep: at each step ONE batched generation call produces the next turn
-of every active trajectory; each turn is cut at its first complete action and parsed
-(`actions.parse_action`); tool calls are grouped by tag and each tool runs ONE `batch` call for the
-whole step; each result comes back as a user turn `QUERY -> RESULT`. A trajectory ends at
-`<answer>` (graded by the task), at the step cap, or when its chat no longer fits the context.
-Finished trajectories free their slot at once for waiting (question, sample) jobs, so the batch
-stays full (continuous batching at step granularity).
+The loop runs in rounds. In each round the backend moves every active trajectory's next turn on;
+each turn that is done (cut at its first complete action, parsed by `actions.parse_action`) leaves
+the batch at once: its tool call joins that round's calls, grouped by tag, each tool running ONE
+`batch` call per round; the result comes back as a user turn `QUERY -> RESULT` and the trajectory
+rejoins the next round with its next turn. A trajectory ends at `<answer>` (graded by the task), at
+the step cap, or when its chat no longer fits the context; its slot goes at once to a waiting
+(question, sample) job, so the batch stays full.
+
+How far a round goes is the backend's (`backends.Advancing`): the `hf` backend generates up to
+`chunk_tokens` (16) tokens per round, so no trajectory waits more than that for another's long
+action (continuous batching); `openai` keeps one request in flight per trajectory and a round ends
+at the first replies, so the server's own continuous batching is never idled by a step barrier.
+A backend without `advance` (`vllm`, scripted ones) finishes every turn in each round: lockstep.
+Turns are seeded per (trajectory, step), so the trajectories do not depend on the engine or on what
+shares the batch (up to float noise).
 
 Malformed turns never stop the batch (rules in `actions.py`): a turn with no usable action becomes a
 "none" step answered by a short format reminder, so the model can recover on its next turn; a
@@ -30,7 +38,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from swirl_lite.actions import format_result, parse_action, stop_strings
-from swirl_lite.backends import LLM, Completion, SamplingParams, make_llm, seed_for
+from swirl_lite.backends import LLM, Advancing, Completion, SamplingParams, Turn, make_llm, seed_for
 from swirl_lite.schema import Step, Trajectory
 from swirl_lite.tasks.base import Example, Task
 from swirl_lite.tools.base import Tool, action_tags
@@ -50,6 +58,15 @@ class _Active:
     example: Example
     started: float
     seen: dict[tuple[str, str], str] = field(default_factory=dict)  # (tag, query) -> result
+    turn: Turn | None = None  # the next turn while the backend generates it
+
+
+def advance(llm: LLM, turns: list[Turn], params: SamplingParams) -> list[Completion | None]:
+    """One round of `turns` on `llm`: its own `advance` (continuous batching), else one `generate`
+    call that finishes them all (lockstep)."""
+    if isinstance(llm, Advancing):
+        return llm.advance(turns, params)
+    return list(llm.generate([t.conversation for t in turns], params, [t.seed for t in turns]))
 
 
 def reminder(rule: str, tags: tuple[str, ...]) -> str:
@@ -125,15 +142,19 @@ def rollout(
             example, sample = queue.popleft()
             traj = start(example, sample, task, max_steps, demonstrations, list(tools.values()))
             active.append(_Active(traj, example, time.time()))
-        convs = [a.traj.messages for a in active]
-        seeds = [seed_for(params.seed, a.traj.id, len(a.traj.steps)) for a in active]
-        completions = llm.generate(convs, params, seeds)
+        for a in active:
+            if a.turn is None:
+                a.turn = Turn(a.traj.messages, seed_for(params.seed, a.traj.id, len(a.traj.steps)))
+        completions = advance(llm, [a.turn for a in active], params)
         if len(completions) != len(active):
             raise RuntimeError(f"backend returned {len(completions)} turns for {len(active)} conversations")
         finished: list[_Active] = []
         stepped: list[tuple[_Active, Step]] = []
         calls: dict[str, list[tuple[_Active, Step]]] = {}
         for a, completion in zip(active, completions, strict=True):
+            if completion is None:  # still generating: it goes on next round
+                continue
+            a.turn = None
             if getattr(completion, "finish_reason", "stop") == "context":
                 a.traj.stop_reason = "context"
                 finished.append(a)

@@ -156,6 +156,39 @@ def test_hf_kv_caches_reuse_each_rows_history_and_change_nothing(tiny_model_dir)
     assert len(cached.rows.entries) == 1
 
 
+def test_hf_continuous_batching_gives_the_lockstep_trajectories(tiny_model_dir):
+    """Turns generated 4 tokens a round (rows leave and join between rounds, through the row
+    cache) are the turns generated whole: same seeds, same draws, same text (float64). Stopping at
+    any "e" makes the random model's turns end at very different lengths."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from swirl_lite.backends.hf import HFLLM
+    from swirl_lite.rollout import rollout
+    from swirl_lite.tasks import get_task
+    from swirl_lite.tasks.base import Example
+    from swirl_lite.tools.calculator import Calculator
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float64).eval()
+    task, tools = get_task("arithmetic"), {"math_exp": Calculator()}
+    jobs = [(Example(f"q{i}", f"What is {i} plus {i + 1}?", str(2 * i + 1)), 0) for i in range(5)]
+    params = SamplingParams(temperature=0.9, max_new_tokens=20, stop=("e",), seed=3)
+    results = {}
+    for chunk in (4, None):
+        llm = HFLLM(model, tok, chunk_tokens=chunk)
+        calls = []
+        real = llm._decode
+        llm._decode = lambda *a, calls=calls, real=real, **k: calls.append(len(a[0])) or real(*a, **k)
+        trajs = rollout(llm, task, tools, jobs, max_steps=3, batch_size=3, params=params)
+        results[chunk] = ({t.id: [(s.text, s.completion_tokens) for s in t.steps] for t in trajs}, calls)
+    (paced, paced_calls), (whole, whole_calls) = results[4], results[None]
+    assert paced == whole and len(paced) == 5
+    lengths = {n for steps in whole.values() for _, n in steps}
+    assert len(lengths) > 3, lengths  # turns of many lengths, so rows really left and joined
+    assert len(paced_calls) > len(whole_calls)
+
+
 def test_preallocated_cache_layer_appends_in_place_and_falls_back_when_full():
     import torch
 

@@ -74,3 +74,24 @@ def test_bench_train_one_run_reports_whether_states_were_shared(tmp_path, tiny_g
         runs[mode] = json.loads(out.read_text())
     assert runs["per-row"]["shared_states"] is False and runs["policy-only"]["shared_states"] is True
     assert all(r["samples_per_s"] > 0 and r["steps"] == 1 for r in runs.values())
+
+
+def test_bench_rollout_compares_lockstep_plain_generate_and_a_server(tmp_path, tiny_model_dir):
+    from openai_stub import serve
+
+    out = tmp_path / "rollout.json"
+    with serve() as url:  # answers "<answer>4</answer>" to everything
+        result = CliRunner().invoke(main, [
+            "bench", "rollout", "--set", f"model.name={tiny_model_dir}", "--set", "generate.demonstrations=0",
+            "--questions", "3", "--batch", "3", "--max-steps", "2", "--max-new-tokens", "5",
+            "--compare-openai", url, "--openai-model", "m", "--json", str(out),
+        ])
+    assert result.exit_code == 0, result.output
+    numbers = json.loads(out.read_text())
+    assert numbers["identical_to_lockstep"] == 3 and numbers["lockstep_batch_3"]["trajectories"] == 3
+    assert numbers["plain_generate"]["tokens"] == 3 * 5 and numbers["plain_generate"]["tokens_per_s"] > 0
+    server = numbers["openai"]
+    assert server["streams"]["trajectories"] == server["lockstep"]["trajectories"] == 3
+    assert server["streams"]["tokens"] == 3 * 2  # the stub's usage: 2 completion tokens, one answer each
+    long = [line for line in result.output.splitlines() if len(line) > 80 and "it/s]" not in line]  # ours, not tqdm's
+    assert not long, long

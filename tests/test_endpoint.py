@@ -113,3 +113,37 @@ def test_a_stub_reply_with_a_number_for_content_fails_generate():
         llm = OpenAILLM(url, "stub", max_retries=0, timeout_s=5)
         with pytest.raises(EndpointError, match="content is not text"):
             llm.generate([[{"role": "user", "content": "hi"}]], PARAMS)
+
+
+def test_openai_rollout_keeps_one_request_stream_per_trajectory():
+    """A slow reply for one trajectory holds up no other: the fast ones finish all their steps
+    while it is in flight, and every trajectory comes out once."""
+    import time
+
+    from swirl_lite.backends import SamplingParams
+    from swirl_lite.backends.openai import OpenAILLM
+    from swirl_lite.rollout import rollout
+    from swirl_lite.tasks import get_task
+    from swirl_lite.tasks.base import Example
+    from swirl_lite.tools.calculator import Calculator
+
+    def reply(body):
+        question = body["messages"][0]["content"]
+        turns = sum(m["role"] == "assistant" for m in body["messages"])
+        if "What is 0 plus" in question and turns == 0:
+            time.sleep(1.5)  # a long first action
+        content = "<math_exp>1 + 1</math_exp>" if turns == 0 else "<answer>2</answer>"
+        return 200, chat_reply(content)
+
+    jobs = [(Example(f"q{i}", f"What is {i} plus 2?", "2"), 0) for i in range(4)]
+    with serve(reply) as url:
+        llm = OpenAILLM(url, "m", concurrency=4, timeout_s=10, max_retries=0)
+        started = time.perf_counter()
+        done = [(t.id, time.perf_counter() - started) for t in rollout(
+            llm, get_task("arithmetic"), {"math_exp": Calculator()}, jobs, max_steps=3, batch_size=4,
+            params=SamplingParams(max_new_tokens=16))]
+        llm.close()
+    assert sorted(i for i, _ in done) == ["q0#0", "q1#0", "q2#0", "q3#0"]
+    assert done[-1][0] == "q0#0"
+    fast = [s for i, s in done if i != "q0#0"]
+    assert max(fast) < 1.0, done  # two steps each while q0's first reply was still on its way

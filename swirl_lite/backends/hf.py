@@ -31,9 +31,17 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from swirl_lite.backends import Completion, SamplingParams, cut_at_stop, generate_fitting, seed_for
+from swirl_lite.backends import (
+    Completion,
+    SamplingParams,
+    Turn,
+    cut_at_stop,
+    generate_fitting,
+    seed_for,
+)
 from swirl_lite.compat import with_cache
 
 
@@ -43,16 +51,10 @@ class SeededSampler:
     Returns scores that are -inf everywhere but the sampled token, so greedy decoding picks it.
     """
 
-    def __init__(self, seeds: Sequence[int], temperature: float, top_p: float, device: Any):
-        import torch
-
+    def __init__(self, generators: Sequence[Any], temperature: float, top_p: float):
         self.temperature = temperature
         self.top_p = top_p
-        self.generators = []
-        for seed in seeds:
-            gen = torch.Generator(device=device)
-            gen.manual_seed(int(seed))
-            self.generators.append(gen)
+        self.generators = list(generators)
 
     def __call__(self, input_ids, scores):
         import torch
@@ -68,6 +70,16 @@ class SeededSampler:
         chosen = torch.cat(picks).view(-1, 1)
         out = torch.full_like(scores, float("-inf"))
         return out.scatter_(-1, chosen, 0.0)
+
+
+def seeded_generator(seed: int, device: Any) -> Any:
+    """A torch.Generator seeded with `seed`: one row's sampling, whatever shares its batch. Each
+    generated token draws once from it, so a turn generated in pieces draws what it draws in one."""
+    import torch
+
+    gen = torch.Generator(device=device)
+    gen.manual_seed(int(seed))
+    return gen
 
 
 def count_params(model: Any) -> int:
@@ -230,15 +242,28 @@ class _PreallocatedLayer(_dynamic_layer()):  # type: ignore[misc]
         return self.keys, self.values
 
 
+@dataclass
+class _TurnState:
+    """A turn in progress (`HFLLM.advance`): its prompt ids, the tokens generated so far, and its
+    sampling generator (None when greedy)."""
+
+    ids: list[int]
+    generated: list[int]
+    generator: Any
+
+
 class HFLLM:
     """`LLM` over a transformers causal LM and its tokenizer (left padding, pad token set)."""
 
     name = "hf"
 
     MIN_PREFIX = 32  # shorter shared prefixes are not worth a cache copy
+    CHUNK_TOKENS = 16  # tokens per `advance` call: a finished turn waits at most this many
 
-    def __init__(self, model: Any, tokenizer: Any, max_context: int = 4096, prefix_cache: bool = True):
+    def __init__(self, model: Any, tokenizer: Any, max_context: int = 4096, prefix_cache: bool = True,
+                 chunk_tokens: int | None = CHUNK_TOKENS):
         self.model = model
+        self.chunk_tokens = chunk_tokens
         self.prefix = PrefixCache(model) if prefix_cache else None
         self.rows = RowCache()
         self.sliding = prefix_cache and has_sliding_window(model.config)
@@ -271,11 +296,65 @@ class HFLLM:
             lambda fits: self._generate([prompts[i] for i in fits], params, [seeds[i] for i in fits]),
         )
 
+    def advance(self, turns: list[Turn], params: SamplingParams) -> list[Completion | None]:
+        """Continuous batching: every unfinished turn generates up to `chunk_tokens` more tokens in
+        one batched call; a turn that reached its action's stop string, its end-of-turn token or
+        its budget comes back as a Completion (and leaves the batch), the others as None. A turn
+        keeps its prompt ids, the tokens so far and its sampling generator in `Turn.state`; each
+        call re-enters through the row cache, so only the last token is fed again. With
+        `chunk_tokens` None a call generates whole turns (lockstep)."""
+        out: list[Completion | None] = [None] * len(turns)
+        live = []
+        for i, turn in enumerate(turns):
+            if turn.state is None:
+                ids = self.prompt_ids(turn.conversation)
+                if len(ids) + params.max_new_tokens > self.max_context:
+                    out[i] = Completion("", len(ids), 0, "context")
+                    continue
+                gen = seeded_generator(turn.seed, self.model.device) if params.temperature > 0 else None
+                turn.state = _TurnState(ids, [], gen)
+            live.append(i)
+        if not live:
+            return out
+        states = [turns[i].state for i in live]
+        left = max(params.max_new_tokens - len(st.generated) for st in states)
+        # A lone turn makes nobody wait (the rollout fills every free slot before each round).
+        piece = left if len(live) == 1 else min(self.chunk_tokens or left, left)
+        new = self._decode([st.ids + st.generated for st in states], params, piece, [st.generator for st in states])
+        for i, st, ids in zip(live, states, new, strict=True):
+            out[i] = self._extend(st, ids, params)
+        return out
+
+    def _extend(self, st: _TurnState, ids: list[int], params: SamplingParams) -> Completion | None:
+        """Append one call's tokens to a turn; its Completion when that finished it, else None."""
+        end = self._turn_end(ids)
+        room = params.max_new_tokens - len(st.generated)
+        closed = end < len(ids) and end < room  # an end-of-turn token inside the budget
+        st.generated += ids[: min(end, room)]
+        text = self.tokenizer.decode(st.generated, skip_special_tokens=True)
+        text, hit = cut_at_stop(text, params.stop)
+        if hit:
+            return Completion(text, len(st.ids), len(st.generated), "stop")
+        if closed:  # the end-of-turn token counted
+            return Completion(text, len(st.ids), len(st.generated) + 1, "stop")
+        if len(st.generated) >= params.max_new_tokens:
+            return Completion(text, len(st.ids), len(st.generated), "length")
+        return None
+
     def _generate(self, prompts: list[list[int]], params: SamplingParams, seeds: Sequence[int]) -> list[Completion]:
+        generators = ([seeded_generator(s, self.model.device) for s in seeds] if params.temperature > 0
+                      else [None] * len(prompts))
+        new = self._decode(prompts, params, params.max_new_tokens, generators)
+        return [self._completion(len(p), ids, params) for p, ids in zip(prompts, new, strict=True)]
+
+    def _decode(self, prompts: list[list[int]], params: SamplingParams, max_new_tokens: int,
+                generators: Sequence[Any]) -> list[list[int]]:
+        """One batched `generate` of up to `max_new_tokens` per row; each row's new token ids
+        (padding after a row stopped)."""
         import torch
 
         pad = self.tokenizer.pad_token_id
-        cached, kv = self._cached_prefixes(prompts, params.max_new_tokens)
+        cached, kv = self._cached_prefixes(prompts, max_new_tokens)
         self.last_cached = cached  # for tests and benchmarks: tokens per row that came from a cache
         self.reused_tokens += sum(cached)
         suffixes = [p[c:] for p, c in zip(prompts, cached, strict=True)]
@@ -291,14 +370,14 @@ class HFLLM:
         config = copy.deepcopy(self.model.generation_config)
         # Sampling is ours (SeededSampler); transformers only ever picks the top token.
         config.update(
-            do_sample=False, temperature=None, top_p=None, top_k=None, max_new_tokens=params.max_new_tokens,
+            do_sample=False, temperature=None, top_p=None, top_k=None, max_new_tokens=max_new_tokens,
             pad_token_id=pad, stop_strings=list(params.stop) or None, num_beams=1,
         )
         processors = []
         if params.temperature > 0:
             from transformers import LogitsProcessorList
 
-            processors = LogitsProcessorList([SeededSampler(seeds, params.temperature, params.top_p, device)])
+            processors = LogitsProcessorList([SeededSampler(generators, params.temperature, params.top_p)])
         extra = with_cache(self.model, kv)
         with torch.inference_mode():
             out = self.model.generate(
@@ -306,10 +385,9 @@ class HFLLM:
                 logits_processor=processors or None, tokenizer=self.tokenizer, **extra,
             )
         new = out[:, depth + width :].tolist()
-        completions = [self._completion(len(p), ids, params) for p, ids in zip(prompts, new, strict=True)]
         if kv is not None:
             self._keep_rows(kv, prompts, cached, depth, width, new)
-        return completions
+        return new
 
     def _cached_prefixes(self, prompts: list[list[int]], max_new_tokens: int) -> tuple[list[int], Any]:
         """Per row, how many leading tokens come from a cache, and the batch KV cache holding them

@@ -3,7 +3,8 @@
 This is also how generation scales beyond one GPU: point `generate.openai.base_url` at a vLLM
 deployment. Each conversation is one POST to `{base_url}/chat/completions` with the action closing
 tags as `stop` strings; up to `concurrency` requests are in flight (a thread pool over one pooled
-httpx client). 429, 5xx, timeouts and connection errors are retried with exponential backoff
+httpx client). In a rollout (`advance`) every trajectory is its own request stream: its next
+request goes out as soon as its own reply and tool result are in, whatever the others are doing. 429, 5xx, timeouts and connection errors are retried with exponential backoff
 (honouring `Retry-After`); after `max_retries` the call fails with a one-line error naming the server
 and the knobs (the stage is resumable, so a rerun continues). The defaults, `timeout_s` 20 and
 `max_retries` 2, fail a server that accepts and never answers in about a minute. A request
@@ -28,11 +29,11 @@ import random
 import re
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
-from swirl_lite.backends import Completion, SamplingParams, restore_stop, seed_for
+from swirl_lite.backends import Completion, SamplingParams, Turn, restore_stop, seed_for
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 _CONTEXT = re.compile(r"context.length|context window|maximum context|too long|exceed", re.IGNORECASE)
@@ -71,6 +72,7 @@ class OpenAILLM:
         limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
         self.client = httpx.Client(headers=headers, timeout=timeout_s, limits=limits, transport=transport)
         self._calls = 0
+        self._pool: ThreadPoolExecutor | None = None  # `advance`'s requests in flight
 
     @classmethod
     def from_config(cls, cfg: Any, section: str = "generate.openai", transport: Any = None) -> OpenAILLM:
@@ -85,7 +87,24 @@ class OpenAILLM:
         )
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
         self.client.close()
+
+    def advance(self, turns: list[Turn], params: SamplingParams) -> list[Completion | None]:
+        """Each turn is its own request, sent when the turn first comes and left in flight across
+        calls; a call returns once at least one reply is in (with every other reply already in),
+        so a trajectory goes on the moment its own reply lands, never waiting for a slower one,
+        and the server's continuous batching always has up to `concurrency` requests to run."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self.concurrency)
+        for turn in turns:
+            if turn.state is None:
+                turn.state = self._pool.submit(self._one, turn.conversation, params, turn.seed)
+        pending = [t.state for t in turns]
+        wait(pending, return_when=FIRST_COMPLETED)
+        return [t.state.result() if t.state.done() else None for t in turns]
 
     def generate(
         self, conversations: list[list[dict]], params: SamplingParams, seeds: Sequence[int] | None = None

@@ -109,3 +109,29 @@ class ScriptedLLM:
         if self.tokenizer is None:
             return " ".join(pieces)
         return self.tokenizer.decode(pieces)
+
+
+class PacedScriptedLLM(ScriptedLLM):
+    """A ScriptedLLM that generates like a continuous-batching backend (`backends.Advancing`):
+    each `advance` call moves every turn on by `tokens_per_round` tokens (words without a
+    tokenizer), so a long scripted action takes several rounds and a short one leaves after one.
+    `rounds` records, per call, the conversations it was given (for tests of the scheduler)."""
+
+    name = "scripted-paced"
+
+    def __init__(self, turns: Script, *, tokens_per_round: int = 4, **kwargs: Any):
+        super().__init__(turns, **kwargs)
+        self.tokens_per_round = tokens_per_round
+        self.rounds: list[list[list[dict]]] = []
+
+    def advance(self, turns: list, params: SamplingParams) -> list[Completion | None]:
+        self.rounds.append([t.conversation for t in turns])
+        out: list[Completion | None] = []
+        for turn in turns:
+            if turn.state is None:  # [the whole turn, the tokens it has taken so far]
+                turn.state = [self._one(turn.conversation, params), 0]
+            done, taken = turn.state
+            taken = min(taken + self.tokens_per_round, max(done.completion_tokens, 1))
+            turn.state[1] = taken
+            out.append(done if taken >= done.completion_tokens else None)
+        return out

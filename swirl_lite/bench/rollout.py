@@ -1,9 +1,12 @@
 """`swirl-lite bench rollout`: the same questions through the rollout engine at batch 1 and batch B.
 
-Both runs use the same model (loaded once), the same questions, prompts, step cap and sampling, and
-per-trajectory seeds, so they do the same work: the bench checks that both produced the same turns
-(they do up to float noise of batched matmuls) and prints completion tokens/s, trajectories/s and the
-speed-up. Without `--recipe` it runs the embedded SmolLM2-135M on the built-in arithmetic task
+Runs, on one model loaded once, with the same questions, prompts, step cap, sampling and
+per-trajectory seeds: batch 1; batch B in lockstep (every round finishes every turn: the baseline);
+batch B with the backend's continuous batching (`rollout`); and plain `model.generate` on the
+first-step prompts, B at a time (hf). The bench checks that the rollouts produced the same turns
+(they do up to float noise of batched matmuls) and prints completion tokens/s, trajectories/s and
+the ratios. `--compare-openai URL` runs the same rollouts through an OpenAI-compatible server
+(lockstep and one request stream per trajectory) in the same process. Without `--recipe` it runs the embedded SmolLM2-135M on the built-in arithmetic task
 (`DEFAULT_RECIPE`), with any `--set` overrides applied to that.
 
 `--arch gemma3|llama` swaps the model for a random-weight one of that architecture at the benches'
@@ -37,8 +40,12 @@ def run_bench(
     max_steps: int | None = 3,
     max_new_tokens: int | None = 48,
     threads: int | None = None,
+    compare_openai: str | None = None,
+    openai_model: str | None = None,
 ) -> dict[str, Any]:
-    """Time the engine at batch 1 and at `batch`; print a table and return the numbers."""
+    """Time the engine at batch 1 and at `batch` (continuous, and lockstep as the baseline), plain
+    `generate` on the first-step prompts (hf), and with `compare_openai` the same bench through that
+    server; print a table and return the numbers."""
     from swirl_lite.backends import demonstrations_for, make_llm, params_from_recipe
     from swirl_lite.tasks import get_task
     from swirl_lite.tools import build_tools
@@ -63,29 +70,93 @@ def run_bench(
         f"{len(examples)} {task.name} questions, max {steps} steps, {params.max_new_tokens} tokens per action, "
         f"temperature {params.temperature}, {demos} demonstrations"
     )
-    runs = [_timed(llm, task, tools, examples, b, steps, params, demos) for b in (1, batch)]
+
+    def timed(engine, size: int, label: str) -> dict[str, Any]:
+        return {"engine": label, **_timed(engine, task, tools, examples, size, steps, params, demos)}
+
+    runs = [timed(llm, 1, "batch 1"), timed(Lockstep(llm), batch, f"batch {batch}, lockstep"),
+            timed(llm, batch, f"batch {batch}")]
     reused = getattr(llm, "reused_tokens", 0)  # prompt tokens the hf backend took from its caches
-    one, many = runs
+    plain = _plain_generate(llm, task, examples, batch, params, demos, tools) if hasattr(llm, "model") else None
+    if compare_openai:
+        from swirl_lite.backends.openai import OpenAILLM
+
+        server = OpenAILLM(compare_openai, openai_model or recipe.generate.openai.model or "default",
+                           concurrency=batch, timeout_s=120, max_retries=1)
+        try:
+            runs += [timed(Lockstep(server), batch, f"server b{batch} lockstep"),
+                     timed(server, batch, f"server b{batch} streams")]
+        finally:
+            server.close()
+    one, lock, many = runs[:3]
     same = sum(one["turns"][k] == many["turns"].get(k) for k in one["turns"])
-    ratio = many["tokens_per_s"] / one["tokens_per_s"] if one["tokens_per_s"] else float("nan")
-    rows = [
-        (f"batch {r['batch']}", r["trajectories"], r["tokens"], r["seconds"], r["tokens_per_s"], r["traj_per_s"])
-        for r in runs
-    ]
+    same_lock = sum(lock["turns"][k] == many["turns"].get(k) for k in lock["turns"])
+
+    def ratio(a: dict, b: dict) -> float:
+        return round(a["tokens_per_s"] / b["tokens_per_s"], 3) if b["tokens_per_s"] else float("nan")
+
+    rows = [(r["engine"], r["trajectories"], r["tokens"], r["seconds"], r["tokens_per_s"], r["traj_per_s"])
+            for r in runs]
+    if plain:
+        rows.append((f"plain generate b{batch}", plain["rows"], plain["tokens"], plain["seconds"],
+                     plain["tokens_per_s"], None))
     console.print(summary_table(
         f"rollout throughput ({recipe.model.name}, {recipe.generate.backend})", rows,
-        ("", "trajectories", "tokens", "seconds", "tokens/s", "trajectories/s"),
+        ("", "traj.", "tokens", "seconds", "tokens/s", "traj/s"),
     ))
-    console.print(f"batch {batch} / batch 1: [bold]{ratio:.2f}x[/] tokens/s; identical trajectories: "
-                  f"{same}/{len(one['turns'])}; KV reuse: {'yes' if reused else 'no'} ({reused} prompt tokens)")
-    result = {k: v for k, v in many.items() if k != "turns"}
-    return {
+    console.print(f"batch {batch} / batch 1: [bold]{ratio(many, one):.2f}x[/] tokens/s; continuous / lockstep: "
+                  f"[bold]{ratio(many, lock):.2f}x[/]; identical trajectories: {same}/{len(one['turns'])} "
+                  f"(vs batch 1), {same_lock}/{len(lock['turns'])} (vs lockstep); KV reuse: "
+                  f"{'yes' if reused else 'no'} ({reused} prompt tokens)")
+    strip = lambda r: {k: v for k, v in r.items() if k != "turns"}  # noqa: E731
+    result = {
         "model": recipe.model.name, "backend": recipe.generate.backend, "task": task.name,
         "questions": len(examples), "max_steps": steps, "max_new_tokens": params.max_new_tokens,
-        "batch_1": {k: v for k, v in one.items() if k != "turns"}, f"batch_{batch}": result,
-        "ratio_tokens_per_s": round(ratio, 3), "identical_trajectories": same,
-        "kv_reuse": reused > 0, "reused_prompt_tokens": reused,
+        "batch_1": strip(one), f"batch_{batch}": strip(many), f"lockstep_batch_{batch}": strip(lock),
+        "ratio_tokens_per_s": ratio(many, one), "continuous_vs_lockstep": ratio(many, lock),
+        "identical_trajectories": same, "identical_to_lockstep": same_lock,
+        "kv_reuse": reused > 0, "reused_prompt_tokens": reused, "plain_generate": plain,
     }
+    if compare_openai:
+        streams = runs[-1]
+        result["openai"] = {"url": compare_openai, "lockstep": strip(runs[-2]), "streams": strip(streams),
+                            "hf_vs_server": ratio(many, streams)}
+        console.print(f"hf engine batch {batch} / server streams: [bold]{ratio(many, streams):.2f}x[/] tokens/s")
+    return result
+
+
+class Lockstep:
+    """A backend seen without its `advance`: every round finishes every turn (the baseline)."""
+
+    def __init__(self, llm: Any):
+        self.llm = llm
+
+    def generate(self, conversations, params, seeds=None):
+        return self.llm.generate(conversations, params, seeds)
+
+
+def _plain_generate(llm, task, examples, batch: int, params, demos: int, tools) -> dict[str, Any]:
+    """Plain `model.generate` (no caches of ours, no stop strings) on the trajectories' first-step
+    prompts, `batch` at a time, `max_new_tokens` each: what transformers alone gives."""
+    import torch
+
+    from swirl_lite.rollout import task_prompt
+
+    prompts = [llm.prompt_ids(task_prompt(task, ex, 3, demos, list(tools.values()))) for ex in examples]
+    pad = llm.tokenizer.pad_token_id
+    tokens, start = 0, time.perf_counter()
+    for i in range(0, len(prompts), batch):
+        chunk = prompts[i : i + batch]
+        width = max(len(p) for p in chunk)
+        ids = torch.tensor([[pad] * (width - len(p)) + p for p in chunk], device=llm.model.device)
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in chunk], device=llm.model.device)
+        with torch.inference_mode():
+            out = llm.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=params.max_new_tokens,
+                                     min_new_tokens=params.max_new_tokens, do_sample=False, pad_token_id=pad)
+        tokens += (out.shape[1] - width) * len(chunk)
+    seconds = time.perf_counter() - start
+    return {"rows": len(prompts), "tokens": tokens, "seconds": round(seconds, 2),
+            "tokens_per_s": round(tokens / seconds, 2)}
 
 
 @contextlib.contextmanager
@@ -127,6 +198,6 @@ def _timed(llm, task, tools, examples, batch: int, steps: int, params, demos: in
         "tokens": tokens,
         "seconds": round(seconds, 2),
         "tokens_per_s": round(tokens / seconds, 2),
-        "traj_per_s": round(len(trajs) / seconds, 4),
+        "traj_per_s": round(len(trajs) / seconds, 3),
         "turns": {t.id: [s.text for s in t.steps] for t in trajs},
     }
