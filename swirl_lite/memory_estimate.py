@@ -5,9 +5,11 @@ Not a measurement (`swirl-lite bench gpu` measures): what each stage holds at it
 - weights: the body in NF4 (0.5 byte/param + ~3% scales), but the embedding (and an untied LM head)
   stay in the compute dtype: 302M of Gemma 3 1B's 1.0B parameters, 2 bytes each (4 in fp32 on a T4);
   without 4-bit, every parameter in the compute dtype.
-- KV cache: 2 x layers x kv_heads x head_dim per token, for the whole batch at `max_seq_length`
-  (sliding-window layers, 5 in 6 of Gemma 3's, keep only their window; generate/evaluate: x2 for
-  full-attention models, whose rows' caches the hf backend keeps while it builds the next batch's).
+- KV cache: 2 x layers x kv_heads x head_dim per token, for the whole batch at `max_seq_length`;
+  generate/evaluate: x2, since the hf backend keeps each row's cache while it builds the next
+  round's batch. Sliding-window layers (5 in 6 of Gemma 3's) keep every position there too
+  (`backends.hf.plain_cache`: what lets rows reuse their caches), and in training with
+  `train.share_prompt`; only TRL's own per-row path keeps just their window.
 - activations: inference (generate, filter, evaluate) holds one layer's prefill at a time, whose
   widest part is the gated MLP (gate and up: 2 x intermediate per token); training keeps per token
   and layer ~18 x hidden + 8 x intermediate bytes in 16-bit (Korthikanti et al. with a gated MLP),
@@ -43,11 +45,6 @@ class ModelShape:
     tied: bool = True
     window: int = 0  # sliding-window length of the local layers (0: every layer attends to everything)
     full_share: float = 1.0  # share of layers with full attention
-
-    @property
-    def row_cache(self) -> bool:
-        """The hf backend keeps each row's cache between calls only for all-full-attention models."""
-        return self.window == 0 or self.full_share >= 1.0
 
     @property
     def embedding(self) -> float:
@@ -113,9 +110,10 @@ def weights_gb(shape: ModelShape, load_in_4bit: bool, dtype_bytes: int) -> float
     return ((shape.params - shape.embedding) * 0.5 * 1.03 + shape.embedding * dtype_bytes) / GB
 
 
-def kv_gb(shape: ModelShape, rows: int, seq: int, dtype_bytes: int) -> float:
-    """Keys and values of `rows` sequences of `seq` tokens (local layers keep only their window)."""
-    local = min(seq, shape.window) if shape.window else seq
+def kv_gb(shape: ModelShape, rows: int, seq: int, dtype_bytes: int, windowed: bool = False) -> float:
+    """Keys and values of `rows` sequences of `seq` tokens (`windowed`: local layers keep only their
+    window, as transformers' own cache does; else every position, as the hf backend's caches do)."""
+    local = min(seq, shape.window) if shape.window and windowed else seq
     per_row = shape.full_share * seq + (1 - shape.full_share) * local
     return rows * per_row * 2 * shape.layers * shape.kv_heads * shape.head_dim * dtype_bytes / GB
 
@@ -144,8 +142,7 @@ def stage_memory(recipe: Recipe, dtype_bytes: int) -> list[StageMemory] | None:
         return 2 * rows * shape.vocab * 4 / GB
 
     def inference(stage: str, batch: int) -> StageMemory:
-        copies = 2 if shape.row_cache else 1
-        return StageMemory(stage, weights, copies * kv_gb(shape, batch, seq, dtype_bytes),
+        return StageMemory(stage, weights, 2 * kv_gb(shape, batch, seq, dtype_bytes),
                            prefill_gb(shape, batch * seq, dtype_bytes), 0.0, logits(batch))
 
     judged = "process" in recipe.filter.strategy and j.kind != "reference"
@@ -160,7 +157,8 @@ def stage_memory(recipe: Recipe, dtype_bytes: int) -> list[StageMemory] | None:
         acts = tokens * (shape.layers * shape.hidden * dtype_bytes + per_token_layer) / GB
     else:
         acts = tokens * shape.layers * per_token_layer / GB
-    sampled = kv_gb(shape, t.per_device_batch_size, t.max_prompt_length + t.max_completion_length, dtype_bytes)
+    sampled = kv_gb(shape, t.per_device_batch_size, t.max_prompt_length + t.max_completion_length, dtype_bytes,
+                    windowed=not t.share_prompt)
     train = StageMemory("train", weights, sampled, acts, lora_gb(shape, m.lora.r),
                         logits(t.per_device_batch_size))
     return [inference("generate", g.batch_size), filt, train, inference("evaluate", recipe.eval.batch_size)]

@@ -66,10 +66,14 @@ def test_generate_counts_kv_cache_at_max_seq_length_and_the_mlp_width(tmp_path):
     assert wide.activations > 4 * narrow.activations
 
 
-def test_gemma_sliding_window_layers_keep_only_their_window():
-    gemma = _stages({"model": {"name": "google/gemma-3-1b-it", "max_seq_length": 4096}, "generate": {"batch_size": 32}})["generate"]
+def test_gemma_keeps_every_position_where_caches_are_reused_and_its_window_in_trls_path():
+    recipe = {"model": {"name": "google/gemma-3-1b-it", "max_seq_length": 4096}, "generate": {"batch_size": 32},
+              "train": {"per_device_batch_size": 8, "max_prompt_length": 3072, "max_completion_length": 256}}
     full_kv = 32 * 4096 * 26 * 1 * 256 * 2 * 2 / 1024**3
-    assert gemma.kv_cache < full_kv / 3  # 5 of 6 layers hold 512 tokens, and no row cache (x1)
+    assert abs(_stages(recipe)["generate"].kv_cache - 2 * full_kv) < 1e-6  # every position, rows kept (x2)
+    shared = _stages(recipe)["train"].kv_cache
+    per_row = _stages({**recipe, "train": {**recipe["train"], "share_prompt": False}})["train"].kv_cache
+    assert per_row < shared / 3  # TRL's own cache: 5 of 6 layers hold 512 tokens
 
 
 def test_doctor_prints_one_row_per_stage_within_80_columns():

@@ -302,7 +302,7 @@ class HFLLM:
         its budget comes back as a Completion (and leaves the batch), the others as None. A turn
         keeps its prompt ids, the tokens so far and its sampling generator in `Turn.state`; each
         call re-enters through the row cache, so only the last token is fed again. With
-        `chunk_tokens` None a call generates whole turns (lockstep)."""
+        `chunk_tokens` None, or without KV caching, a call generates whole turns (lockstep)."""
         out: list[Completion | None] = [None] * len(turns)
         live = []
         for i, turn in enumerate(turns):
@@ -318,8 +318,10 @@ class HFLLM:
             return out
         states = [turns[i].state for i in live]
         left = max(params.max_new_tokens - len(st.generated) for st in states)
-        # A lone turn makes nobody wait (the rollout fills every free slot before each round).
-        piece = left if len(live) == 1 else min(self.chunk_tokens or left, left)
+        # A lone turn makes nobody wait (the rollout fills every free slot before each round);
+        # without caches (unsloth, an unusual layout) each round would re-prefill every row.
+        chunk = self.chunk_tokens if self.prefix is not None else None
+        piece = left if len(live) == 1 else min(chunk or left, left)
         new = self._decode([st.ids + st.generated for st in states], params, piece, [st.generator for st in states])
         for i, st, ids in zip(live, states, new, strict=True):
             out[i] = self._extend(st, ids, params)
