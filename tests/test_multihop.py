@@ -205,3 +205,23 @@ def test_generate_split_filter_on_the_task(tmp_path, tiny_model_dir):
     assert summary["trajectories_out"] == 3 and {r["question_id"] for r in kept} == {ex.id for ex in gold}
     assert all(r["verdict"]["label"] == "GOOD" for r in kept)
     assert {r["outcome"] for r in kept} == {True}
+
+
+def test_format_credit_stops_once_every_gold_paragraph_is_read():
+    """A new but useless search earns the credit while gold is still unread, nothing after: else
+    searching on past the gold paragraphs would pay more than a wrong answer (learn-cpu's lesson)."""
+    from swirl_lite.judges.shaping import FormatCredit
+
+    t = task()
+    examples = t.load("train")
+    tool = SearchTool(t.corpus(examples), cache_dir=False)
+    scorer = FormatCredit(ReferenceJudge({"search_query": tool}, kind="qa"), 0.2, gold=True)
+    ex = examples[0]
+    subs = gold_subs(ex, t)
+    distractor = next(p["title"] for p in ex.meta["paragraphs"] if not p["supporting"])
+    useless = [SubTrajectory(s.id + "x", s.trajectory_id, s.question_id, s.step, "", s.prompt,
+                             [{"role": "assistant", "content": f"<search_query>{distractor}</search_query>"}],
+                             gold=s.gold, meta=s.meta) for s in (subs[0], subs[-1])]
+    early, late = scorer.score(useless)
+    assert (early.score, late.score) == (0.2, 0.0), (early.rationale, late.rationale)
+    assert [v.score for v in scorer.score(subs)] == [1.0] * len(subs)
