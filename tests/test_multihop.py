@@ -148,19 +148,22 @@ def test_gold_demonstrations_replay_through_the_search_tool():
 def test_similar_demonstrations_are_train_questions_of_the_same_chain():
     """Measured: for 379 of all 384 test questions the nearest train question (BM25 over question
     text) asks the same chain; the others share a first name with a question of a shorter chain.
-    The first 80 (~0.1 s a question) are checked here."""
+    The first 60 (~0.1 s a question) are checked here."""
     t = task(demonstrations_from="similar")
     train = {e.question: e for e in t.load("train")}
     template = lambda q: re.sub(r"(?:[A-Z]\w+ )*[A-Z]\w+", "E", q)  # noqa: E731 - names -> E
-    tests = t.load("test", limit=80)
+    tests = t.load("test", limit=60)
     same = 0
     for ex in tests:
         demos = t.demonstrations(ex, 2)
         assert len(demos) == 2 and all(d.question in train for d in demos)
         same += template(demos[-1].question) == template(ex.question)  # the nearest sits last
     assert same >= 0.95 * len(tests), f"{same}/{len(tests)}"
-    own = next(iter(train.values()))
-    assert all(d.source != own.id for d in t.demonstrations(own, 3))  # never its own solution
+    for own in list(train.values())[:20]:  # unfiltered, 18 of these 20 saw their own entities
+        demos = t.demonstrations(own, 2)
+        assert len(demos) == 2 and all(d.source != own.id for d in demos)  # never its own solution
+        names = {h["query"] for h in own.meta["hops"]} | {own.answer}
+        assert all(not names & {s.query for s in d.steps} for d in demos)  # nor its own entities
     fixed = task(demonstrations_from="train")
     a, b = t.load("test", limit=2)
     assert fixed.demonstrations(a, 2) == fixed.demonstrations(b, 2)

@@ -233,7 +233,13 @@ class Multihop(BaseTask):
         pool = questions("train", self.cfg.seed)
         if source == "train":
             return [gold_demonstration(ex) for ex in pool[: n + 1] if ex.id != example.id][:n]
-        return self.nearest_demonstrations(example, n, lambda: [gold_demonstration(ex) for ex in pool])
+        # A train question's nearest neighbours often name its own entity ("Who founded the
+        # organisation that X works for?" beside "Where was X born?") and would show its gold
+        # paragraphs; a test question's never do (no shared entity). Skipping them keeps the
+        # prompts RL trains on like the ones it is tested on.
+        names = {h["query"] for h in example.meta.get("hops", ())} | {example.answer}
+        near = self.nearest_demonstrations(example, n + 8, lambda: [gold_demonstration(ex) for ex in pool])
+        return [d for d in near if not names & {s.query for s in d.steps}][-n:]
 
     def corpus(self, examples: list[Example]) -> list[Document]:
         """Every paragraph of the worlds the examples come from (the split's database, METHOD.md §1),
