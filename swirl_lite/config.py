@@ -65,7 +65,7 @@ class ModelConfig(Section):
 
 class DataConfig(Section):
     task: str = Field(
-        "gsm8k", description="Built-in task (gsm8k, hotpotqa, musique, arithmetic, custom)."
+        "gsm8k", description="Built-in task (gsm8k, hotpotqa, musique, arithmetic, multihop, custom)."
     )
     path: str | None = Field(
         None, description="Hub dataset id or local file/folder; the task's hub default when unset."
@@ -86,7 +86,7 @@ class DataConfig(Section):
     )
     demonstrations_from: Literal["builtin", "train", "similar"] = Field(
         "builtin",
-        description="Demonstrations: the task's written ones; train-split gold solutions (gsm8k, arithmetic); "
+        description="Demonstrations: the task's written ones; train-split gold solutions (gsm8k, arithmetic, multihop); "
         "or the train solutions most similar to each question (BM25).",
     )
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from swirl_lite.actions import TAGS
 from swirl_lite.judges.prompts import JudgeView, view_of
-from swirl_lite.judges.reference import CALCULATE, calculate, same_value
+from swirl_lite.judges.reference import CALCULATE, SEARCH, calculate, match_paragraph, same_value
 from swirl_lite.schema import SubTrajectory, Verdict
 from swirl_lite.tasks.grading import parse_number
 
@@ -70,7 +70,13 @@ def usable_new_step(view: JudgeView) -> bool:
 
 def gold_solution_done(sub: SubTrajectory, view: JudgeView) -> bool:
     """The trajectory (`view` of `sub`) already has the gold answer as a result, or as many
-    calculations as the gold solution has steps (`meta["steps"]`); False when the sub carries neither."""
+    calculations as the gold solution has steps (`meta["steps"]`), or (QA) has retrieved every gold
+    supporting paragraph (`meta["paragraphs"]`); False when the sub carries none of these."""
+    paragraphs = sub.meta.get("paragraphs") or []
+    supporting = {str(p.get("id", p.get("title"))) for p in paragraphs if p.get("supporting")}
+    if supporting:
+        found = (match_paragraph(p.result, paragraphs) for p in view.prior if p.kind == SEARCH)
+        return supporting <= {str(f.get("id", f.get("title"))) for f in found if f is not None}
     gold = parse_number(str(sub.gold)) if sub.gold not in (None, "") else None
     if gold is not None and any(same_value(v, gold) for v in _calculated(view)):
         return True
@@ -90,7 +96,8 @@ class FormatCredit:
 
     With `gold` (the reference judge, which reads gold anyway), a calculation also earns no credit
     once the gold solution is done: an earlier result already equals the gold answer, or the
-    trajectory has made as many calculations as the gold solution has steps. Without this, 80 GRPO
+    trajectory has made as many calculations as the gold solution has steps; a search none once
+    every gold supporting paragraph has been retrieved (only answering is left). Without this, 80 GRPO
     steps taught the 135M policy to keep calculating ("18 + 5", "23 + 5", ...) instead of answering:
     held-out accuracy 13/48 -> 0/48 (learn-cpu, measured).
     """

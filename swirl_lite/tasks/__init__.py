@@ -1,6 +1,6 @@
 """Task registry: `get_task(data_cfg)` turns the recipe's `data:` section into a Task.
 
-Built-in names: gsm8k, hotpotqa, musique, arithmetic, custom. A user task can be given by import
+Built-in names: gsm8k, hotpotqa, musique, arithmetic, multihop, custom. A user task can be given by import
 path, `data.task: my_pkg.tasks:MyTask` (a class taking the DataConfig, implementing `base.Task`).
 """
 
@@ -12,6 +12,7 @@ from swirl_lite.tasks.base import Document, Example, Grade, Task
 from swirl_lite.tasks.custom import CustomTask
 from swirl_lite.tasks.gsm8k import GSM8K
 from swirl_lite.tasks.hotpotqa import HotpotQA
+from swirl_lite.tasks.multihop import Multihop
 from swirl_lite.tasks.musique import MuSiQue
 
 TASKS: dict[str, type] = {
@@ -19,6 +20,7 @@ TASKS: dict[str, type] = {
     "hotpotqa": HotpotQA,
     "musique": MuSiQue,
     "arithmetic": Arithmetic,
+    "multihop": Multihop,
     "custom": CustomTask,
 }
 
