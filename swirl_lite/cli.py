@@ -106,9 +106,25 @@ def run(recipe: str, overrides: tuple[str, ...], force: bool, from_stage: str | 
 
     resolved = load_or_exit(recipe, overrides)
     try:
-        run_pipeline(resolved, _run_dir(resolved), from_stage=from_stage, force=force)
+        run_dir = _run_dir(resolved)
+        run_pipeline(resolved, run_dir, from_stage=from_stage, force=force)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         fail(exc)
+    _closing_panel(run_dir.path, recipe)
+
+
+def _closing_panel(run_path, recipe: str) -> None:
+    """Where the report is, the headline result in one line, and what to try next."""
+    import json
+
+    from swirl_lite.console import console
+    from swirl_lite.report import closing_panel
+
+    try:
+        metrics = json.loads((run_path / "metrics.json").read_text())
+    except (OSError, ValueError):
+        metrics = None
+    console.print(closing_panel(metrics, run_path, recipe))
 
 
 def _stage_command(stage: str) -> Callable:
