@@ -64,18 +64,19 @@ def quiet_third_party() -> None:
         datasets.disable_progress_bars()
 
 
-def progress(bar_width: int | None = 40, percent: bool = True, **extra_fields: str) -> Progress:
+def progress(bar_width: int | None = 40, compact: bool = False, **extra_fields: str) -> Progress:
     """A progress bar with counts, rate fields, elapsed time and ETA.
 
     `extra_fields` name task fields shown after the bar, e.g. progress(rate="{task.fields[rate]}").
+    `compact` leaves out the percentage and the elapsed time, for a line with many fields.
     """
     columns = [
         TextColumn("[bold]{task.description}"),
         BarColumn(bar_width=bar_width),
         MofNCompleteColumn(),
-        *[TaskProgressColumn()] * percent,
+        *[TaskProgressColumn()] * (not compact),
         *[TextColumn(fmt) for fmt in extra_fields.values()],
-        TimeElapsedColumn(),
+        *[TimeElapsedColumn()] * (not compact),
         TextColumn("eta"),
         TimeRemainingColumn(),
     ]

@@ -126,7 +126,7 @@ def test_the_live_train_line_shows_what_a_step_logged():
     from swirl_lite.training.progress import step_line
 
     logs = {"reward": 0.3125, "actions/valid": 0.625, "actions/answer": 0.25, "loss": 0.5, "kl": 0.1}
-    assert step_line(logs, "swirl") == "reward 0.312  valid 62%  answer 25%"
+    assert step_line(logs, "swirl") == "reward 0.31 valid 62% answer 25%"
     assert step_line({"loss": "1.25", "grad_norm": 3}, "sft") == "loss 1.25"
     assert step_line({"train_runtime": 9.0}, "swirl") == ""  # the end-of-run summary: nothing to show
 

@@ -20,14 +20,14 @@ FIELDS = (("reward", "reward", False), ("actions/valid", "valid", True),
 
 
 def step_line(logs: dict, method: str) -> str:
-    """`reward 0.31  valid 62%  answer 25%` (swirl) or `loss 1.23` (sft), from one log entry."""
+    """`reward 0.31 valid 62% answer 25%` (swirl) or `loss 1.23` (sft), from one log entry."""
     wanted = ("loss",) if method == "sft" else ("reward", "actions/valid", "actions/answer")
     parts = []
     for key, label, percent in FIELDS:
         value = _number(logs.get(key)) if key in wanted else None
         if value is not None:
-            parts.append(f"{label} {100 * value:.0f}%" if percent else f"{label} {value:.3g}")
-    return "  ".join(parts)
+            parts.append(f"{label} {100 * value:.0f}%" if percent else f"{label} {value:.2f}")
+    return " ".join(parts)
 
 
 def _number(value) -> float | None:
@@ -55,7 +55,7 @@ def show_progress(trainer, method: str) -> None:
         def on_train_begin(self, args, state, control, **kwargs):
             if not state.is_world_process_zero:
                 return
-            self.bar = progress(bar_width=20, percent=False, metrics="{task.fields[metrics]}",
+            self.bar = progress(bar_width=10, compact=True, metrics="{task.fields[metrics]}",
                                 speed="{task.fields[speed]}")
             self.bar.start()
             self.task = self.bar.add_task("train", total=state.max_steps, completed=state.global_step,
@@ -74,8 +74,8 @@ def show_progress(trainer, method: str) -> None:
                 return
             self.bar.update(self.task, metrics=line)
             if not live:
-                speed = f"  {self.per_step:.1f} s/step" if self.per_step is not None else ""
-                console.print(f"train step {state.global_step}/{state.max_steps}  {line}{speed}")
+                speed = f" {self.per_step:.1f} s/step" if self.per_step is not None else ""
+                console.print(f"train step {state.global_step}/{state.max_steps} {line}{speed}")
 
         def on_train_end(self, args, state, control, **kwargs):
             if self.bar is not None:
