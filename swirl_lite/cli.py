@@ -53,11 +53,21 @@ def _debug(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
 @click.version_option(package_name="swirl-lite")
 @click.option("--debug", is_flag=True, expose_value=False, callback=_debug, is_eager=True,
               help="Show the full traceback of an error (or set SWIRL_LITE_DEBUG=1).")
-def main() -> None:
+@click.option("-v", "--verbose", is_flag=True,
+              help="Also show other libraries' progress bars and warnings (or set SWIRL_LITE_VERBOSE=1).")
+def main(verbose: bool) -> None:
     """swirl-lite: Step-Wise RL for multi-step reasoning and tool use, on one GPU (or a CPU).
 
     Start with `swirl-lite run recipes/quickstart.yaml`.
     """
+    import os
+
+    if verbose:  # also for the processes a command starts (`accelerate launch ... train`)
+        os.environ["SWIRL_LITE_VERBOSE"] = "1"
+    if not os.environ.get("SWIRL_LITE_VERBOSE"):
+        from swirl_lite.console import quiet_third_party
+
+        quiet_third_party()
 
 
 @main.command()
@@ -96,9 +106,25 @@ def run(recipe: str, overrides: tuple[str, ...], force: bool, from_stage: str | 
 
     resolved = load_or_exit(recipe, overrides)
     try:
-        run_pipeline(resolved, _run_dir(resolved), from_stage=from_stage, force=force)
+        run_dir = _run_dir(resolved)
+        run_pipeline(resolved, run_dir, from_stage=from_stage, force=force)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         fail(exc)
+    _closing_panel(run_dir.path, recipe)
+
+
+def _closing_panel(run_path, recipe: str) -> None:
+    """Where the report is, the headline result in one line, and what to try next."""
+    import json
+
+    from swirl_lite.console import console
+    from swirl_lite.report import closing_panel
+
+    try:
+        metrics = json.loads((run_path / "metrics.json").read_text())
+    except (OSError, ValueError):
+        metrics = None
+    console.print(closing_panel(metrics, run_path, recipe))
 
 
 def _stage_command(stage: str) -> Callable:

@@ -193,7 +193,9 @@ class TrainConfig(Section):
         True, description="swirl: run each state once for its G actions (exact; plain transformers models)."
     )
     save_steps: int = Field(50, ge=1, description="Checkpoint every N steps (resume unit).")
-    logging_steps: int = Field(5, ge=1, description="Log metrics every N steps.")
+    logging_steps: int = Field(
+        1, ge=1, description="Log metrics every N steps (1: the report plots every step's reward)."
+    )
     report_to: Literal["none", "tensorboard", "wandb"] = Field("none", description="Passed to TRL.")
     seed: int = Field(0, description="Training seed.")
     merge: bool = Field(False, description="Also save the adapter merged into 16-bit base weights.")

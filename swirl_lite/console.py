@@ -1,11 +1,19 @@
-"""The one rich Console, progress bars and summary tables. All printing goes through here."""
+"""The one rich Console, progress bars and summary tables. All printing goes through here.
+
+`quiet_third_party` (the CLI calls it unless `-v`) keeps other libraries' loading bars and known,
+harmless warnings off this terminal, so what a person reads is swirl-lite's own output.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 
 from rich.console import Console
+from rich.constrain import Constrain
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -18,20 +26,57 @@ from rich.progress import (
 from rich.table import Table
 
 console = Console(highlight=False, soft_wrap=False)
+TABLE_WIDTH = 80  # every table fits a standard terminal, whatever the console's width
+
+# Harmless for a user, with nothing to do about them (message regex, category): transformers 5
+# renamed gradient checkpointing and TRL still calls the old names at every step; torch deprecates
+# torch.jit, which libraries still import.
+KNOWN_WARNINGS = (
+    (r"`\w*gradient_checkpointing\w*` is deprecated", FutureWarning),
+    (r"`torch\.jit\.\w+` is deprecated", DeprecationWarning),
+    (r"`torch\.jit\.\w+` is deprecated", FutureWarning),
+)
+# Library loggers whose warnings are advice for their developers, not for a swirl-lite user:
+# bitsandbytes on a CPU with AVX512-BF16 asks for an optional `kernels` package it falls back from.
+QUIET_LOGGERS = ("bitsandbytes",)
 
 
-def progress(**extra_fields: str) -> Progress:
+def quiet_third_party() -> None:
+    """Silence third-party progress bars (weights loading and saving, datasets) and known-harmless
+    warnings, in this process and in the processes it starts. Environment variables a user set
+    win; libraries already imported are told directly."""
+    for name in ("HF_HUB_DISABLE_PROGRESS_BARS", "HF_DATASETS_DISABLE_PROGRESS_BARS"):
+        os.environ.setdefault(name, "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    for message, category in KNOWN_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+    if "datasets" in sys.modules:
+        import datasets
+
+        datasets.disable_progress_bars()
+
+
+def progress(bar_width: int | None = 40, compact: bool = False, **extra_fields: str) -> Progress:
     """A progress bar with counts, rate fields, elapsed time and ETA.
 
     `extra_fields` name task fields shown after the bar, e.g. progress(rate="{task.fields[rate]}").
+    `compact` leaves out the percentage and the elapsed time, for a line with many fields.
     """
     columns = [
         TextColumn("[bold]{task.description}"),
-        BarColumn(),
+        BarColumn(bar_width=bar_width),
         MofNCompleteColumn(),
-        TaskProgressColumn(),
+        *[TaskProgressColumn()] * (not compact),
         *[TextColumn(fmt) for fmt in extra_fields.values()],
-        TimeElapsedColumn(),
+        *[TimeElapsedColumn()] * (not compact),
         TextColumn("eta"),
         TimeRemainingColumn(),
     ]
@@ -41,14 +86,15 @@ def progress(**extra_fields: str) -> Progress:
 
 def summary_table(
     title: str, rows: Iterable[Sequence[object]], columns: Sequence[str] = ("", ""), numeric: bool = True
-) -> Table:
-    """A table whose first column is a label; other columns right-aligned when `numeric`."""
+) -> Constrain:
+    """A table whose first column is a label; other columns right-aligned when `numeric`. At most
+    TABLE_WIDTH columns wide: a longer cell wraps inside its column instead of the table wrapping."""
     table = Table(title=title, title_justify="left", show_header=any(columns))
     for i, name in enumerate(columns):
-        table.add_column(str(name), justify="right" if numeric and i > 0 else "left")
+        table.add_column(str(name), justify="right" if numeric and i > 0 else "left", overflow="fold")
     for row in rows:
         table.add_row(*[fmt(v) for v in row])
-    return table
+    return Constrain(table, width=TABLE_WIDTH)
 
 
 def fmt(value: object) -> str:

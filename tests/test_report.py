@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from click.testing import CliRunner
@@ -98,3 +99,80 @@ def test_report_cli_rebuilds_and_compares(tmp_path):
     assert "side by side" in result.output and "1.000" in result.output and "0.500" in result.output
     missing = CliRunner().invoke(main, ["report", str(tmp_path / "nope")])
     assert missing.exit_code == 1 and "no evaluation results" in " ".join(missing.output.split())
+
+
+def _trainer_state(path, steps: int, reward0: float = 0.1) -> None:
+    """A trainer_state.json as TRL writes it: one entry per logged step, then the run's summary."""
+    history = [{"step": s, "reward": reward0 + 0.1 * s, "actions/valid": 0.25 * s, "actions/answer": 0.125 * s,
+                "loss": 0.01, "step_time": 2.0, "epoch": s / steps} for s in range(1, steps + 1)]
+    history.append({"step": steps, "train_runtime": 9.9, "train_loss": 0.01})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"global_step": steps, "log_history": history}))
+
+
+def test_the_report_shows_how_training_went(tmp_path):
+    run = make_run(tmp_path, [True, False], [True, True])
+    _trainer_state(run / "train" / "checkpoints" / "checkpoint-1" / "trainer_state.json", 1, reward0=5.0)
+    _trainer_state(run / "train" / "trainer_state.json", 3)
+    metrics = write_report(run)
+    training = metrics["training"]
+    assert training["method"] == "swirl" and training["source"] == "train/trainer_state.json"
+    assert [s["step"] for s in training["steps"]] == [1, 2, 3]  # the summary entry is not a step
+    assert training["steps"][1] == pytest.approx(
+        {"step": 2, "reward": 0.3, "valid_share": 0.5, "answer_share": 0.25, "loss": 0.01, "seconds": 2.0})
+    assert json.loads((run / "metrics.json").read_text())["training"] == json.loads(json.dumps(training))
+    md = (run / "report.md").read_text()
+    assert "Training (swirl, 3 logged steps, first → last): reward 0.2 → 0.4 ▁" in md
+    assert "valid actions 25% → 75% ▁▅█, answers 12% → 38% ▁▅█." in md
+    html = (run / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 3
+    assert "Training: reward, valid actions and answers per RL step" in html
+
+
+def test_training_falls_back_to_the_newest_checkpoint_and_says_when_there_is_none(tmp_path):
+    run = make_run(tmp_path, [True], [False])
+    assert write_report(run)["training"] is None
+    assert "no logged training steps" in (run / "report.md").read_text()
+    for step in (2, 10):
+        _trainer_state(run / "train" / "checkpoints" / f"checkpoint-{step}" / "trainer_state.json", step)
+    training = write_report(run)["training"]
+    assert training["source"] == "train/checkpoints/checkpoint-10/trainer_state.json"
+    assert len(training["steps"]) == 10
+
+
+def test_sparkline_scales_and_buckets():
+    from swirl_lite.report.render import sparkline
+
+    assert sparkline([0.0, 0.5, 1.0]) == "▁▅█"
+    assert sparkline([0.3, 0.3]) == "▁▁"
+    long = sparkline([float(i) for i in range(100)])
+    assert len(long) == 40 and long[0] == "▁" and long[-1] == "█"
+
+
+def _rendered(renderable, width: int = 120) -> list[str]:
+    from rich.console import Console
+
+    console = Console(width=width, record=True, file=open(os.devnull, "w"))  # noqa: SIM115
+    console.print(renderable)
+    return console.export_text().splitlines()
+
+
+def test_the_terminal_headline_and_closing_panel_fit_80_columns(tmp_path):
+    from swirl_lite.console import summary_table
+    from swirl_lite.report import TERMINAL_COLUMNS, closing_panel, terminal_rows
+
+    run = make_run(tmp_path, [True, True] + [False] * 8, [True] * 8 + [False] * 2, name="a-run-named-at-length")
+    metrics = write_report(run)
+    lines = _rendered(summary_table("evaluation", terminal_rows(metrics), TERMINAL_COLUMNS))
+    assert max(map(len, lines)) <= 80
+    assert "8/10" in "\n".join(lines) and "+60.0 pts (p=0.031)" in "\n".join(lines)
+    (run / "train" / "adapter").mkdir(parents=True)
+    panel = "\n".join(_rendered(closing_panel(metrics, run, "recipes/quickstart.yaml")))
+    assert max(map(len, panel.splitlines())) <= 80
+    assert "swirl 8/10 vs base 2/10 on gsm8k: +60.0 pts, McNemar p=0.031" in panel
+    assert "a real difference" in panel and "report.html" in panel
+    assert "--adapter" in panel and "learn-cpu" in panel and "gsm8k.yaml" in panel
+    noise = closing_panel({**metrics, "comparisons": [{**metrics["comparisons"][0], "mcnemar_p": 0.5}]},
+                          run, "recipes/learn-cpu.yaml")
+    text = "\n".join(_rendered(noise))
+    assert "could be noise" in text and "swirl-lite run recipes/learn-cpu.yaml" not in text

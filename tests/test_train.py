@@ -113,8 +113,22 @@ def test_swirl_trains_only_the_adapter(tmp_path, tiny_model_dir, monkeypatch):
     assert summary["kl"] is not None
     info = json.loads((run / "train" / "train_info.json").read_text())
     assert info["method"] == "swirl" and info["states"] == len(QUESTIONS)
+    # what the trainer logged at each step (train.logging_steps=1), kept for the report's plot
+    logged = json.loads((run / "train" / "trainer_state.json").read_text())["log_history"]
+    steps = [e for e in logged if "reward" in e]
+    assert [e["step"] for e in steps] == [1, 2]
+    assert steps[-1]["actions/valid"] == pytest.approx(summary["valid_share"])
     _check_adapter(run, tiny_model_dir)
     assert all((v == _weights(tiny_model_dir)[k]).all() for k, v in base_before.items())
+
+
+def test_the_live_train_line_shows_what_a_step_logged():
+    from swirl_lite.training.progress import step_line
+
+    logs = {"reward": 0.3125, "actions/valid": 0.625, "actions/answer": 0.25, "loss": 0.5, "kl": 0.1}
+    assert step_line(logs, "swirl") == "reward 0.31 valid 62% answer 25%"
+    assert step_line({"loss": "1.25", "grad_norm": 3}, "sft") == "loss 1.25"
+    assert step_line({"train_runtime": 9.0}, "swirl") == ""  # the end-of-run summary: nothing to show
 
 
 def test_sft_trains_only_the_adapter(tmp_path, tiny_model_dir):

@@ -17,17 +17,21 @@ from pathlib import Path
 from swirl_lite.report.metrics import (
     BASE,
     HEADLINE_COLUMNS,
+    TERMINAL_COLUMNS,
     compare,
     compute_metrics,
     headline_rows,
     load_results,
     summarize,
+    terminal_rows,
+    training_history,
 )
-from swirl_lite.report.render import print_comparison, render_html, render_markdown
+from swirl_lite.report.render import closing_panel, print_comparison, render_html, render_markdown
 
 __all__ = [
-    "BASE", "HEADLINE_COLUMNS", "compare", "compute_metrics", "headline_rows", "load_results",
-    "print_comparison", "render_html", "render_markdown", "summarize", "write_report",
+    "BASE", "HEADLINE_COLUMNS", "TERMINAL_COLUMNS", "closing_panel", "compare", "compute_metrics",
+    "headline_rows", "load_results", "print_comparison", "render_html", "render_markdown", "summarize",
+    "terminal_rows", "training_history", "write_report",
 ]
 
 

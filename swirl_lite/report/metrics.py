@@ -12,10 +12,14 @@ A tool call is any step whose action is neither an answer nor unparsed ("none"),
 with a new tag is counted like the built-in ones.
 Departure: the paper grades with an LLM judge; here the task's gold grader is the headline and the
 LLM grade is an extra column when `eval.llm_grader` is on (METHOD.md §6).
+How training went (`training_history`) is read from what the train stage's trainer logged,
+`run_dir/train/trainer_state.json` (else the newest checkpoint's): reward, valid-action share and
+answer share per logged RL step, or the loss per step for SFT.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -119,7 +123,51 @@ def compute_metrics(run_path: str | Path, seed: int = 0) -> dict:
         "tasks": tasks,
         "results": rows,
         "comparisons": comparisons,
+        "training": training_history(run_path),
     }
+
+
+# What the trainer logs (TRL's `reward` and `loss`; training/reward.py's action shares) -> our names.
+TRAINING_SERIES = {"reward": "reward", "actions/valid": "valid_share", "actions/answer": "answer_share",
+                   "loss": "loss", "step_time": "seconds"}
+
+
+def training_history(run_path: str | Path) -> dict | None:
+    """{"method", "source", "steps": [{"step": 1, "reward": .., "valid_share": .., ...}, ...]} from
+    the train stage's trainer state; None when the run has no logged training step."""
+    train = Path(run_path) / "train"
+    checkpoints = sorted(train.glob("checkpoints/checkpoint-*/trainer_state.json"),
+                         key=lambda p: _step_of(p.parent.name), reverse=True)
+    for path in [train / "trainer_state.json", *checkpoints]:
+        try:
+            history = json.loads(path.read_text())["log_history"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        steps = [_logged_step(entry) for entry in history if isinstance(entry, dict)]
+        steps = [s for s in steps if s is not None]
+        if steps:
+            has_reward = any("reward" in s for s in steps)
+            return {"method": "swirl" if has_reward else "sft", "source": str(path.relative_to(run_path)),
+                    "steps": steps}
+    return None
+
+
+def _step_of(name: str) -> int:
+    tail = name.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else -1
+
+
+def _logged_step(entry: dict) -> dict | None:
+    """One step's numbers from one log entry; None for the end-of-training summary entry."""
+    if "train_runtime" in entry or not isinstance(entry.get("step"), int):
+        return None
+    out: dict = {"step": entry["step"]}
+    for key, name in TRAINING_SERIES.items():
+        try:
+            out[name] = float(entry[key])
+        except (KeyError, TypeError, ValueError):
+            continue
+    return out if len(out) > 1 else None
 
 
 def _trained_on(run_path: Path) -> str | None:
@@ -147,3 +195,19 @@ def headline_rows(metrics: dict) -> list[list[object]]:
 
 
 HEADLINE_COLUMNS = ("model", "task", "n", "accuracy", "95% CI", "F1 [95% CI]", "vs base (McNemar p)")
+
+# The terminal's headline: the same numbers in 80 columns (F1 is in report.md; on math it is accuracy).
+TERMINAL_COLUMNS = ("model", "task", "right", "accuracy [95% CI]", "vs base (McNemar p)")
+
+
+def terminal_rows(metrics: dict) -> list[list[object]]:
+    """model, task, right/n, accuracy % [Wilson 95% CI], change vs base in points (p)."""
+    deltas = {(c["model"], c["task"]): c for c in metrics["comparisons"]}
+    rows = []
+    for r in metrics["results"]:
+        c = deltas.get((r["model"], r["task"]))
+        delta = f"{100 * c['accuracy_diff']:+.1f} pts (p={c['mcnemar_p']:.2g})" if c else "-"
+        lo, hi = r["accuracy_ci"]
+        rows.append([r["model"], r["task"], f"{r['correct']}/{r['n']}",
+                     f"{100 * r['accuracy']:.1f}% [{100 * lo:.0f}, {100 * hi:.0f}]", delta])
+    return rows

@@ -3,7 +3,9 @@ and the terminal table of `swirl-lite report` (one run, or several side by side)
 
 Both renderings are built from the same tables (`tables(metrics)`), so report.md, report.html and
 metrics.json never disagree. Plots are matplotlib figures (Agg backend, no display needed) embedded
-in the HTML as base64 PNG: accuracy per model and task with 95% error bars, and steps per question.
+in the HTML as base64 PNG: accuracy per model and task with 95% error bars, steps per question, and
+how training went (reward, valid-action share, answer share per RL step; loss for SFT), which
+report.md sums up in one line. `closing_panel` is what `swirl-lite run` ends with.
 """
 
 from __future__ import annotations
@@ -12,7 +14,12 @@ import base64
 import html
 import io
 
-from swirl_lite.report.metrics import HEADLINE_COLUMNS, headline_rows
+from swirl_lite.report.metrics import (
+    HEADLINE_COLUMNS,
+    TERMINAL_COLUMNS,
+    headline_rows,
+    terminal_rows,
+)
 
 Table = tuple[str, list[str], list[list[object]]]
 
@@ -77,8 +84,38 @@ def render_markdown(metrics: dict) -> str:
         lines += [f"## {title}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
         lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in rows]
         lines.append("")
-    lines.append("Plots (accuracy with 95% error bars, steps per question) are in report.html.")
+    lines += [training_line(metrics.get("training")), ""]
+    lines.append("Plots (accuracy with 95% error bars, steps per question, training per step) are in report.html.")
     return "\n".join(lines) + "\n"
+
+
+# (key in training["steps"], label, shown as a percentage) per method, in plotting order.
+SERIES = {"swirl": (("reward", "reward", False), ("valid_share", "valid actions", True),
+                    ("answer_share", "answers", True)),
+          "sft": (("loss", "loss", False),)}
+SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def training_line(training: dict | None) -> str:
+    """`Training (swirl, 8 logged steps): reward 0.10 → 0.45 ▁▃▅▇, ...` for report.md."""
+    if not training:
+        return "Training: no logged training steps in this run (train/trainer_state.json)."
+    steps = training["steps"]
+    parts = []
+    for key, label, percent in SERIES[training["method"]]:
+        values = [s[key] for s in steps if key in s]
+        if values:
+            shown = [f"{100 * v:.0f}%" if percent else f"{v:.3g}" for v in (values[0], values[-1])]
+            parts.append(f"{label} {shown[0]} → {shown[1]} {sparkline(values)}")
+    return f"Training ({training['method']}, {len(steps)} logged steps, first → last): " + ", ".join(parts) + "."
+
+
+def sparkline(values: list[float], width: int = 40) -> str:
+    """Unicode bars of `values` (at most `width`, each the mean of its share of the steps)."""
+    buckets = [values[i * len(values) // width:(i + 1) * len(values) // width] for i in range(width)]
+    means = [sum(b) / len(b) for b in buckets if b] if len(values) > width else values
+    lo, hi = min(means), max(means)
+    return "".join(SPARKS[round((v - lo) / (hi - lo) * (len(SPARKS) - 1)) if hi > lo else 0] for v in means)
 
 
 def render_html(metrics: dict) -> str:
@@ -142,7 +179,28 @@ def plots(metrics: dict) -> list[tuple[str, str]]:
     ax.set_ylabel("questions")
     ax.legend(fontsize="small")
     out.append(("Steps per question", _png(fig, plt)))
+    if metrics.get("training"):
+        out.append(_training_plot(metrics["training"], plt))
     return out
+
+
+def _training_plot(training: dict, plt) -> tuple[str, str]:
+    """Each logged step's numbers as lines: shares on a 0-1 axis, with the reward (swirl); loss (sft)."""
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for key, label, _ in SERIES[training["method"]]:
+        points = [(s["step"], s[key]) for s in training["steps"] if key in s]
+        if points:
+            ax.plot(*zip(*points, strict=True), marker="o" if len(points) < 30 else None, label=label)
+    ax.set_xlabel("training step")
+    if training["method"] == "swirl":
+        ax.set_ylim(0, max([1.05, *(s.get("reward", 0) for s in training["steps"])]))
+        ax.set_ylabel("mean reward / share of actions")
+        title = "Training: reward, valid actions and answers per RL step"
+    else:
+        ax.set_ylabel("loss")
+        title = "Training: loss per step"
+    ax.legend(fontsize="small")
+    return title, _png(fig, plt)
 
 
 def _png(fig, plt) -> str:
@@ -158,7 +216,7 @@ def print_comparison(all_metrics: list[dict], run_dirs) -> None:
     from swirl_lite.console import console, summary_table
 
     if len(all_metrics) == 1:
-        console.print(summary_table("evaluation (95% CI: Wilson)", headline_rows(all_metrics[0]), HEADLINE_COLUMNS))
+        console.print(summary_table("evaluation (95% CI: Wilson)", terminal_rows(all_metrics[0]), TERMINAL_COLUMNS))
         console.print(f"report: {run_dirs[0]}/report.md  report.html  metrics.json")
         return
     keys: list[tuple[str, str]] = []
@@ -172,3 +230,65 @@ def print_comparison(all_metrics: list[dict], run_dirs) -> None:
     ]
     columns = ["model", "task", *[str(d) for d in run_dirs]]
     console.print(summary_table("accuracy [95% CI] side by side", rows, columns))
+
+
+def headline(metrics: dict) -> tuple[str, str]:
+    """The run's result in one line, and what it means: the first trained model against the base
+    on the training task."""
+    comparisons = metrics["comparisons"]
+    if not comparisons:
+        return "no trained model was evaluated against the base", ""
+    trained_on = metrics.get("trained_on")
+    c = next((c for c in comparisons if c["task"] == trained_on), comparisons[0])
+    cell = {(r["model"], r["task"]): r for r in metrics["results"]}
+    model, base = cell[c["model"], c["task"]], cell[c["baseline"], c["task"]]
+    line = (f"{c['model']} {model['correct']}/{model['n']} vs base {base['correct']}/{base['n']} on "
+            f"{c['task']}: {100 * c['accuracy_diff']:+.1f} pts, McNemar p={c['mcnemar_p']:.2g}")
+    if c["mcnemar_p"] < 0.05:
+        return line, "a real difference (p < 0.05), not noise"
+    return line, "could be noise (p >= 0.05): more questions or more training steps"
+
+
+def closing_panel(metrics: dict | None, run_path, recipe_path: str):
+    """What `swirl-lite run` ends with: where the report is, the headline result, what to try next."""
+    from pathlib import Path
+
+    from rich.constrain import Constrain
+    from rich.markup import escape
+    from rich.panel import Panel
+    from rich.table import Table
+
+    from swirl_lite.console import TABLE_WIDTH
+
+    run_path = Path(run_path)
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(overflow="fold")
+    grid.add_row("report", f"{escape(_short(run_path / 'report.html'))} (also report.md, metrics.json)")
+    result, meaning = headline(metrics) if metrics else ("no evaluation in this run", "")
+    grid.add_row("result", escape(result))
+    if meaning:
+        grid.add_row("", f"[dim]{meaning}[/]")
+    adapter = run_path / "train" / "adapter"
+    nexts = []
+    if adapter.is_dir():
+        nexts += [escape(f"swirl-lite chat {_short(Path(recipe_path))} --adapter {_short(adapter)}"),
+                  "[dim]  ask it questions, watch each step[/]"]
+    if Path(recipe_path).stem != "learn-cpu":
+        nexts += ["swirl-lite run recipes/learn-cpu.yaml", "[dim]  CPU, ~40 min: trains long enough to gain[/]"]
+    nexts += ["swirl-lite run recipes/gsm8k.yaml", "[dim]  one GPU (a T4 is enough): GSM8K, Gemma 3 1B[/]"]
+    for i, line in enumerate(nexts):
+        grid.add_row("next" if i == 0 else "", line)
+    panel = Panel(grid, title="swirl-lite run: done", title_align="left", expand=False)
+    return Constrain(panel, width=TABLE_WIDTH)
+
+
+def _short(path) -> str:
+    """A path relative to the working directory when it lies under it (shorter to read and type)."""
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)

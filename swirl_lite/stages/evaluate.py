@@ -171,7 +171,7 @@ def _appender(path: Path | None):
 
 
 def run(recipe: Recipe, run_dir: RunDir) -> dict:
-    from swirl_lite.report import HEADLINE_COLUMNS, compute_metrics, headline_rows, write_report
+    from swirl_lite.report import TERMINAL_COLUMNS, compute_metrics, terminal_rows, write_report
 
     tasks = recipe.eval.tasks or [recipe.data.task]
     models = find_models(recipe, run_dir)
@@ -197,8 +197,8 @@ def run(recipe: Recipe, run_dir: RunDir) -> dict:
         del llm, loaded, engines
         release()
     metrics = write_report(run_dir.path, compute_metrics(run_dir.path, seed=recipe.eval.seed))
-    console.print(summary_table("evaluation (95% CI: Wilson)", headline_rows(metrics), HEADLINE_COLUMNS))
-    console.print(f"report: {run_dir / 'report.md'}  {run_dir / 'report.html'}  {run_dir / 'metrics.json'}")
+    console.print(summary_table("evaluation (95% CI: Wilson)", terminal_rows(metrics), TERMINAL_COLUMNS))
+    console.print(f"report: {run_dir / 'report.md'}  report.html  metrics.json")
     return {
         "models": [m for m, _ in models],
         "tasks": tasks,

@@ -2,6 +2,8 @@
 
 Input:  `run_dir/filter/*.jsonl`, kept sub-trajectories (SubTrajectory dicts plus a `verdict`).
 Output: `run_dir/train/adapter/` (the LoRA adapter, peft format), `run_dir/train/train_info.json`,
+        `run_dir/train/trainer_state.json` (the trainer's state: its `log_history` holds what every
+        logged step measured, which the report plots),
         `run_dir/train/checkpoints/checkpoint-N/` (every `train.save_steps`; the resume unit) and,
         with `train.merge: true`, `run_dir/train/merged/` (a merged 16-bit model).
 Run alone: `swirl-lite train RECIPE [--set train.method=sft] [--set train.merge=true]`.
@@ -86,6 +88,9 @@ def train(recipe: Recipe, run_dir: RunDir, scorer=None) -> dict:
 
         trainer = sft.build_trainer(recipe, loaded, data.rows, checkpoints)
 
+    from swirl_lite.training.progress import show_progress
+
+    show_progress(trainer, method)  # one live line instead of tqdm and the trainer's log dicts
     resume = latest_checkpoint(checkpoints)
     if resume is not None:
         console.print(f"[dim]train: resuming from {resume}[/]")
@@ -99,9 +104,19 @@ def train(recipe: Recipe, run_dir: RunDir, scorer=None) -> dict:
         if recipe.train.merge:
             save_merged(trainer.model, loaded.tokenizer, out / "merged", recipe)
         write_text_atomic(out / "train_info.json", json.dumps(summary, indent=2))
+        _save_state(trainer.state, out / "trainer_state.json")
         _print(summary)
     trainer.accelerator.wait_for_everyone()
     return summary
+
+
+def _save_state(state, target: Path) -> None:
+    """The trainer's own state file (as in its checkpoints), written atomically."""
+    import os
+
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    state.save_to_json(str(tmp))
+    os.replace(tmp, target)
 
 
 def _last(history: list[dict], key: str) -> float | None:

@@ -1,0 +1,54 @@
+"""What a person reads: a tiny `swirl-lite run` through the CLI, as a new user would start it, prints
+no traceback, no warning, no third-party progress bar or log dict, no line over 100 columns at
+COLUMNS=100 (tables within 80), a live train line, and ends with the closing panel."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from rich.cells import cell_len
+
+QUICKSTART = Path(__file__).resolve().parents[1] / "recipes" / "quickstart.yaml"
+TINY = {  # the quickstart recipe, cut down to seconds on the tiny model
+    "data.limit": 2, "generate.samples_per_question": 1, "generate.max_new_tokens": 12,
+    "generate.max_steps": 2, "train.max_steps": 2, "train.per_device_batch_size": 2,
+    "train.num_generations": 2, "train.max_completion_length": 8, "eval.n_questions": 2,
+    "eval.max_steps": 2,
+}
+BOX = tuple("┏┃┡│└┌├╭╰")  # the first character of a table's (or panel's) lines
+
+
+def test_a_tiny_run_prints_what_a_person_can_read(tmp_path, tiny_model_dir):
+    sets = {**TINY, "model.name": tiny_model_dir, "output.dir": str(tmp_path / "runs"), "output.name": "tiny"}
+    args = [a for key, value in sets.items() for a in ("--set", f"{key}={value}")]
+    env = {**os.environ, "COLUMNS": "100"}
+    for name in ("SWIRL_LITE_VERBOSE", "SWIRL_LITE_NO_PROGRESS", "TRANSFORMERS_NO_ADVISORY_WARNINGS"):
+        env.pop(name, None)  # the test session's own quieting must not hide anything here
+    proc = subprocess.run([sys.executable, "-m", "swirl_lite.cli", "run", str(QUICKSTART), *args],
+                          cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, timeout=600)
+    out = proc.stdout
+    assert proc.returncode == 0, out[-3000:]
+    assert "Traceback" not in out
+    assert not re.search(r"warn", out, re.IGNORECASE), out
+    for raw in ("Loading weights", "Writing model shards", "it/s]", "s/it]", "{'loss'", "'train_runtime'"):
+        assert raw not in out, f"third-party output {raw!r} in:\n{out}"
+    lines = re.split(r"\r|\n", out)
+    too_wide = [line for line in lines if cell_len(line) > 100]
+    assert not too_wide, too_wide
+    wide_tables = [line for line in lines if line.startswith(BOX) and cell_len(line) > 80]
+    assert not wide_tables, wide_tables
+    train_line = next(line for line in lines if line.startswith("train ━"))
+    assert "2/2" in train_line and "reward" in train_line and "s/step" in train_line
+    assert "swirl-lite run: done" in out and "result" in out and "learn-cpu" in out
+
+    run = tmp_path / "runs" / "tiny"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert [s["step"] for s in metrics["training"]["steps"]] == [1, 2]
+    assert "Training (swirl, 2 logged steps" in (run / "report.md").read_text()
+    assert "Training: reward, valid actions and answers per RL step" in (run / "report.html").read_text()
