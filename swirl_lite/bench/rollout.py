@@ -42,8 +42,10 @@ def run_bench(
     threads: int | None = None,
     compare_openai: str | None = None,
     openai_model: str | None = None,
+    chunk_tokens: int = 16,
 ) -> dict[str, Any]:
-    """Time the engine at batch 1 and at `batch` (continuous, and lockstep as the baseline), plain
+    """Time the engine at batch 1 and at `batch` (in rounds of `chunk_tokens` on hf, and lockstep as
+    the baseline), plain
     `generate` on the first-step prompts (hf), and with `compare_openai` the same bench through that
     server; print a table and return the numbers."""
     from swirl_lite.backends import demonstrations_for, make_llm, params_from_recipe
@@ -74,8 +76,10 @@ def run_bench(
     def timed(engine, size: int, label: str) -> dict[str, Any]:
         return {"engine": label, **_timed(engine, task, tools, examples, size, steps, params, demos)}
 
-    runs = [timed(llm, 1, "batch 1"), timed(Lockstep(llm), batch, f"batch {batch}, lockstep"),
-            timed(llm, batch, f"batch {batch}")]
+    runs = [timed(llm, 1, "batch 1"), timed(Lockstep(llm), batch, f"batch {batch}, lockstep")]
+    if hasattr(llm, "chunk_tokens"):  # hf: the continuous run uses `chunk_tokens` per round
+        llm.chunk_tokens = chunk_tokens or None
+    runs.append(timed(llm, batch, f"batch {batch}, rounds"))
     reused = getattr(llm, "reused_tokens", 0)  # prompt tokens the hf backend took from its caches
     plain = _plain_generate(llm, task, examples, batch, params, demos, tools) if hasattr(llm, "model") else None
     if compare_openai:
