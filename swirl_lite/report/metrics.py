@@ -180,12 +180,17 @@ def _trained_on(run_path: Path) -> str | None:
         return None
 
 
+def _results_and_comparisons(metrics: dict):
+    """Each result row with its comparison against base (None for base itself)."""
+    deltas = {(c["model"], c["task"]): c for c in metrics["comparisons"]}
+    for r in metrics["results"]:
+        yield r, deltas.get((r["model"], r["task"]))
+
+
 def headline_rows(metrics: dict) -> list[list[object]]:
     """model, task, n, accuracy, 95% CI, F1, change vs base (p) — the terminal and report headline."""
-    deltas = {(c["model"], c["task"]): c for c in metrics["comparisons"]}
     rows = []
-    for r in metrics["results"]:
-        c = deltas.get((r["model"], r["task"]))
+    for r, c in _results_and_comparisons(metrics):
         delta = f"{c['accuracy_diff']:+.3f} (p={c['mcnemar_p']:.3g})" if c else "-"
         lo, hi = r["accuracy_ci"]
         f1_lo, f1_hi = r["f1_ci"]
@@ -202,10 +207,8 @@ TERMINAL_COLUMNS = ("model", "task", "right", "accuracy [95% CI]", "vs base (McN
 
 def terminal_rows(metrics: dict) -> list[list[object]]:
     """model, task, right/n, accuracy % [Wilson 95% CI], change vs base in points (p)."""
-    deltas = {(c["model"], c["task"]): c for c in metrics["comparisons"]}
     rows = []
-    for r in metrics["results"]:
-        c = deltas.get((r["model"], r["task"]))
+    for r, c in _results_and_comparisons(metrics):
         delta = f"{100 * c['accuracy_diff']:+.1f} pts (p={c['mcnemar_p']:.2g})" if c else "-"
         lo, hi = r["accuracy_ci"]
         rows.append([r["model"], r["task"], f"{r['correct']}/{r['n']}",
