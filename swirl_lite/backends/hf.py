@@ -154,11 +154,16 @@ def has_sliding_window(config: Any) -> bool:
 
 
 def _common_prefix(rows: Sequence[Sequence[int]]) -> int:
+    """Length of the longest token prefix all `rows` share (compared in numpy: the row cache asks
+    this for every row against every stored row, every round)."""
+    import numpy as np
+
     n = min(len(r) for r in rows)
-    first = rows[0]
-    for k in range(n):
-        if any(r[k] != first[k] for r in rows[1:]):
-            return k
+    first = np.asarray(rows[0][:n])
+    for r in rows[1:]:
+        differ = np.flatnonzero(np.asarray(r[:n]) != first[:n])
+        if differ.size:
+            n = int(differ[0])
     return n
 
 
