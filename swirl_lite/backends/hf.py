@@ -263,6 +263,7 @@ class HFLLM:
     name = "hf"
 
     MIN_PREFIX = 32  # shorter shared prefixes are not worth a cache copy
+
     def __init__(self, model: Any, tokenizer: Any, max_context: int = 4096, prefix_cache: bool = True,
                  chunk_tokens: int | None = None):
         self.model = model
@@ -339,15 +340,8 @@ class HFLLM:
         room = params.max_new_tokens - len(st.generated)
         closed = end < len(ids) and end < room  # an end-of-turn token inside the budget
         st.generated += ids[: min(end, room)]
-        text = self.tokenizer.decode(st.generated, skip_special_tokens=True)
-        text, hit = cut_at_stop(text, params.stop)
-        if hit:
-            return Completion(text, len(st.ids), len(st.generated), "stop")
-        if closed:  # the end-of-turn token counted
-            return Completion(text, len(st.ids), len(st.generated) + 1, "stop")
-        if len(st.generated) >= params.max_new_tokens:
-            return Completion(text, len(st.ids), len(st.generated), "length")
-        return None
+        done = self._completion(len(st.ids), st.generated + ids[end : end + 1] if closed else st.generated, params)
+        return done if done.finish_reason == "stop" or len(st.generated) >= params.max_new_tokens else None
 
     def _generate(self, prompts: list[list[int]], params: SamplingParams, seeds: Sequence[int]) -> list[Completion]:
         generators = ([seeded_generator(s, self.model.device) for s in seeds] if params.temperature > 0
@@ -365,15 +359,7 @@ class HFLLM:
         cached, kv = self._cached_prefixes(prompts, max_new_tokens)
         self.last_cached = cached  # for tests and benchmarks: tokens per row that came from a cache
         self.reused_tokens += sum(cached)
-        suffixes = [p[c:] for p, c in zip(prompts, cached, strict=True)]
-        depth, width = max(cached), max(len(s) for s in suffixes)
-        input_ids = torch.tensor([
-            [pad] * (depth - c) + p[:c] + [pad] * (width - len(s)) + s
-            for p, c, s in zip(prompts, cached, suffixes, strict=True)
-        ])
-        mask = torch.tensor([
-            [0] * (depth - c) + [1] * c + [0] * (width - len(s)) + [1] * len(s) for c, s in zip(cached, suffixes, strict=True)
-        ])
+        depth, width, input_ids, mask = self._layout(prompts, cached)
         device = self.model.device
         config = copy.deepcopy(self.model.generation_config)
         # Sampling is ours (SeededSampler); transformers only ever picks the top token.
@@ -411,22 +397,39 @@ class HFLLM:
         cached, kv = self._cached_prefixes(sub, 0, clear_on_miss=False)
         if kv is None:
             return
-        pad = self.tokenizer.pad_token_id
-        suffixes = [p[c:] for p, c in zip(sub, cached, strict=True)]
-        depth, width = max(cached), max(len(x) for x in suffixes)
-        ids = torch.tensor([[pad] * (width - len(x)) + x for x in suffixes], device=self.model.device)
-        mask = torch.tensor([[0] * (depth - c) + [1] * c + [0] * (width - len(x)) + [1] * len(x)
-                             for c, x in zip(cached, suffixes, strict=True)], device=self.model.device)
+        depth, width, ids, mask = self._layout(sub, cached)
+        ids, mask = ids[:, depth:].to(self.model.device), mask.to(self.model.device)  # the cache holds the rest
         positions = (mask.cumsum(dim=1) - 1).clamp(min=0)[:, depth:]
         with torch.inference_mode():
             self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
                        logits_to_keep=1, **with_cache(self.model, kv))
         for j, (p, c) in enumerate(zip(sub, cached, strict=True)):
-            w = len(p) - c
-            index = torch.tensor([*range(depth - c, depth), *range(depth + width - w, depth + width)],
-                                 device=self.model.device)
-            self.rows.entries.append((p, [(k[j : j + 1].index_select(2, index), v[j : j + 1].index_select(2, index))
-                                          for k, v in _layers(kv)]))
+            self.rows.entries.append((p, self._row_layers(kv, j, depth, c, depth + width - (len(p) - c), depth + width)))
+
+    def _layout(self, prompts: list[list[int]], cached: list[int]) -> tuple[int, int, Any, Any]:
+        """(depth, width, input ids, attention mask) of a batch laid out as [padding][cached
+        tokens][padding][new tokens]: `depth` the longest cached part, `width` the longest new one."""
+        import torch
+
+        pad = self.tokenizer.pad_token_id
+        suffixes = [p[c:] for p, c in zip(prompts, cached, strict=True)]
+        depth, width = max(cached), max(len(s) for s in suffixes)
+        input_ids = torch.tensor([
+            [pad] * (depth - c) + p[:c] + [pad] * (width - len(s)) + s
+            for p, c, s in zip(prompts, cached, suffixes, strict=True)
+        ])
+        mask = torch.tensor([
+            [0] * (depth - c) + [1] * c + [0] * (width - len(s)) + [1] * len(s) for c, s in zip(cached, suffixes, strict=True)
+        ])
+        return depth, width, input_ids, mask
+
+    def _row_layers(self, kv: Any, row: int, depth: int, cached: int, start: int, stop: int) -> list[tuple[Any, Any]]:
+        """Row `row`'s own (batch-1) keys/values out of the batch cache `kv`: its `cached` positions
+        ending at `depth`, then positions `start` to `stop` (its new tokens), without the padding."""
+        import torch
+
+        index = torch.tensor([*range(depth - cached, depth), *range(start, stop)], device=self.model.device)
+        return [(k[row : row + 1].index_select(2, index), v[row : row + 1].index_select(2, index)) for k, v in _layers(kv)]
 
     def _cached_prefixes(self, prompts: list[list[int]], max_new_tokens: int,
                          clear_on_miss: bool = True) -> tuple[list[int], Any]:
@@ -471,16 +474,11 @@ class HFLLM:
     def _keep_rows(self, kv: Any, prompts: list[list[int]], cached: list[int], depth: int, width: int,
                    new: list[list[int]]) -> None:
         """Store each row's own keys/values (prompt and the generated tokens fed back) for the next call."""
-        import torch
-
         fed = max(len(new[0]) - 1, 0)  # the last sampled token was never fed through the model
         entries = []
         for i, (p, c) in enumerate(zip(prompts, cached, strict=True)):
             keep = min(self._turn_end(new[i]), fed)
-            w = len(p) - c
-            positions = [*range(depth - c, depth), *range(depth + width - w, depth + width + keep)]
-            index = torch.tensor(positions, device=self.model.device)
-            layers = [(k[i : i + 1].index_select(2, index), v[i : i + 1].index_select(2, index)) for k, v in _layers(kv)]
+            layers = self._row_layers(kv, i, depth, c, depth + width - (len(p) - c), depth + width + keep)
             entries.append((p + new[i][:keep], layers))
         self.rows.replace(entries)
 
