@@ -12,11 +12,10 @@ How far a round goes is the backend's (`backends.Advancing`): `openai` keeps one
 per trajectory and a round ends at the first replies, so the server's own continuous batching is
 never idled by a step barrier. The `hf` backend with `generate.chunk_tokens: N` generates up to N
 tokens per round, so no trajectory waits more than that for another's long action (continuous
-batching); its default, 0, finishes every turn in each round (lockstep), because on a 2-core CPU
-the rounds were slower (README, Benchmarks). Not profiled yet; the likely cost is that each round
-re-enters `generate`, re-lays every row's cache out, and pads every row to the widest new part (a
-new turn's prompt tail) in its first forward. A backend without `advance` (`vllm`, scripted ones)
-is lockstep too.
+batching; rows that join a round are prefilled on their own first). Its default, 0, finishes every
+turn in each round (lockstep), because on a 2-core CPU rounds have not measured faster (README,
+Benchmarks): each round re-enters `generate` and re-lays every row's cache out. A backend without
+`advance` (`vllm`, scripted ones) is lockstep too.
 Turns are seeded per (trajectory, step), so the trajectories do not depend on the engine or on what
 shares the batch (up to float noise).
 

@@ -4,8 +4,9 @@ This is also how generation scales beyond one GPU: point `generate.openai.base_u
 deployment. Each conversation is one POST to `{base_url}/chat/completions` with the action closing
 tags as `stop` strings; up to `concurrency` requests are in flight (a thread pool over one pooled
 httpx client). In a rollout (`advance`) every trajectory is its own request stream: its next
-request goes out as soon as its own reply and tool result are in, whatever the others are doing. 429, 5xx, timeouts and connection errors are retried with exponential backoff
-(honouring `Retry-After`); after `max_retries` the call fails with a one-line error naming the server
+request goes out as soon as its own reply and tool result are in, whatever the others are doing.
+429, 5xx, timeouts and connection errors are retried with exponential backoff (honouring
+`Retry-After`); after `max_retries` the call fails with a one-line error naming the server
 and the knobs (the stage is resumable, so a rerun continues). The defaults, `timeout_s` 20 and
 `max_retries` 2, fail a server that accepts and never answers in about a minute. A request
 rejected because the chat outgrew the model's context comes back as `finish_reason="context"`.

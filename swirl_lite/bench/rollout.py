@@ -81,7 +81,7 @@ def run_bench(
         llm.chunk_tokens = chunk_tokens or None
     runs.append(timed(llm, batch, f"batch {batch}, rounds"))
     reused = getattr(llm, "reused_tokens", 0)  # prompt tokens the hf backend took from its caches
-    plain = _plain_generate(llm, task, examples, batch, params, demos, tools) if hasattr(llm, "model") else None
+    plain = _plain_generate(llm, task, examples, batch, steps, params, demos, tools) if hasattr(llm, "model") else None
     if compare_openai:
         from swirl_lite.backends.openai import OpenAILLM
 
@@ -112,7 +112,9 @@ def run_bench(
                   f"[bold]{ratio(many, lock):.2f}x[/]; identical trajectories: {same}/{len(one['turns'])} "
                   f"(vs batch 1), {same_lock}/{len(lock['turns'])} (vs lockstep); KV reuse: "
                   f"{'yes' if reused else 'no'} ({reused} prompt tokens)")
-    strip = lambda r: {k: v for k, v in r.items() if k != "turns"}  # noqa: E731
+    def strip(r: dict) -> dict:
+        return {k: v for k, v in r.items() if k != "turns"}
+
     result = {
         "model": recipe.model.name, "backend": recipe.generate.backend, "task": task.name,
         "questions": len(examples), "max_steps": steps, "max_new_tokens": params.max_new_tokens,
@@ -139,14 +141,14 @@ class Lockstep:
         return self.llm.generate(conversations, params, seeds)
 
 
-def _plain_generate(llm, task, examples, batch: int, params, demos: int, tools) -> dict[str, Any]:
+def _plain_generate(llm, task, examples, batch: int, steps: int, params, demos: int, tools) -> dict[str, Any]:
     """Plain `model.generate` (no caches of ours, no stop strings) on the trajectories' first-step
     prompts, `batch` at a time, `max_new_tokens` each: what transformers alone gives."""
     import torch
 
     from swirl_lite.rollout import task_prompt
 
-    prompts = [llm.prompt_ids(task_prompt(task, ex, 3, demos, list(tools.values()))) for ex in examples]
+    prompts = [llm.prompt_ids(task_prompt(task, ex, steps, demos, list(tools.values()))) for ex in examples]
     pad = llm.tokenizer.pad_token_id
     tokens, start = 0, time.perf_counter()
     for i in range(0, len(prompts), batch):
