@@ -111,12 +111,11 @@ def train(recipe: Recipe, run_dir: RunDir, scorer=None) -> dict:
 
 
 def _save_state(state, target: Path) -> None:
-    """The trainer's own state file (as in its checkpoints), written atomically."""
-    import os
+    """The trainer's own state file, the bytes `TrainerState.save_to_json` writes in its
+    checkpoints, written atomically (`runs.write_text_atomic`)."""
+    import dataclasses
 
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    state.save_to_json(str(tmp))
-    os.replace(tmp, target)
+    write_text_atomic(target, json.dumps(dataclasses.asdict(state), indent=2, sort_keys=True) + "\n")
 
 
 def _last(history: list[dict], key: str) -> float | None:
