@@ -216,6 +216,10 @@ class EvalConfig(Section):
     path: str | None = Field(
         None, description="Eval questions of the training task (local file or hub id); unset = data.path."
     )
+    task_paths: dict[str, str] = Field(
+        default_factory=dict,
+        description="Questions of another task in eval.tasks (local file or hub id), e.g. {hotpotqa: dev.json}.",
+    )
 
 
 class OutputConfig(Section):
@@ -278,6 +282,11 @@ class Recipe(Section):
                 f"'state' needs the judge's step verdicts (strategy process or process+outcome); "
                 f"{self.filter.strategy!r} keeps whole trajectories: set filter.unit: trajectory",
             ))
+        for task in self.eval.task_paths:
+            if task == self.data.task:
+                problems.append((f"eval.task_paths.{task}", "is the training task: set eval.path instead"))
+            elif task not in self.eval.tasks:
+                problems.append((f"eval.task_paths.{task}", f"names a task not in eval.tasks {self.eval.tasks}: add it"))
         if self.train.num_generations > self.train.per_device_batch_size * self.train.gradient_accumulation_steps:
             problems.append((
                 "train.num_generations",

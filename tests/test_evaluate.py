@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import re
 
 import pytest
@@ -10,8 +11,9 @@ import yaml
 from click.testing import CliRunner
 
 from swirl_lite.backends import Completion
+from swirl_lite.backends.scripted import ScriptedLLM as Replay
 from swirl_lite.cli import main
-from swirl_lite.config import build_recipe
+from swirl_lite.config import RecipeError, build_recipe
 from swirl_lite.runs import RunDir
 from swirl_lite.schema import read_jsonl
 from swirl_lite.stages import evaluate
@@ -231,3 +233,37 @@ def test_evaluate_resumes_an_interrupted_task(tmp_path, monkeypatch, capsys):
     expected = [json.loads(line) for line in lines]
     assert [(t["question_id"], t["correct"]) for t in resumed] == [(t["question_id"], t["correct"]) for t in expected]
     assert not partial.exists()
+
+
+def test_cross_task_eval_reads_a_local_file_with_its_own_search_pool(tmp_path, monkeypatch):
+    # Trained on the built-in multihop world, tested also on real HotpotQA rows from a local file: each
+    # task searches its own paragraphs, and both rows report supporting-paragraph recall. (The tiny
+    # file's third row has no answer: a counted skip.)
+    hotpot = Path(__file__).parent / "data" / "hotpotqa_tiny.json"
+    recipe = build_recipe({
+        "data": {"task": "multihop"},
+        "eval": {"tasks": ["multihop", "hotpotqa"], "task_paths": {"hotpotqa": str(hotpot)},
+                 "n_questions": 3, "batch_size": 3, "split": "test"},
+        "output": {"dir": str(tmp_path / "runs"), "name": "cross"},
+    })
+    llm = Replay(["<search_query>Harbour Lighthouse</search_query>", "<answer>yes</answer>"])
+    monkeypatch.setattr(evaluate, "load_llm", lambda recipe, adapter: (llm, None))
+    evaluate.run(recipe, RunDir.for_recipe(recipe))
+    run = tmp_path / "runs" / "cross"
+    titles = {title for row in json.loads(hotpot.read_text()) for title, _ in row["context"]}
+    hotpot_trajs = list(read_jsonl(run / "evaluate" / "base" / "hotpotqa.jsonl"))
+    shown = [t["steps"][0]["result"] for t in hotpot_trajs]
+    assert len(hotpot_trajs) == 2 and all(r.split(":", 1)[0] in titles for r in shown), shown
+    multihop = list(read_jsonl(run / "evaluate" / "base" / "multihop.jsonl"))
+    assert len(multihop) == 3 and not any(t["steps"][0]["result"].split(":", 1)[0] in titles for t in multihop)
+    rows = {r["task"]: r for r in json.loads((run / "metrics.json").read_text())["results"]}
+    assert set(rows) == {"multihop", "hotpotqa"} and "support_recall" in rows["multihop"]
+    # The lighthouse is gold for the second question only (1 of its 2 paragraphs), not for the first.
+    assert rows["hotpotqa"]["support_recall"] == 0.25 and rows["hotpotqa"]["searches_per_question"] == 1.0
+
+
+def test_task_paths_must_name_a_cross_task():
+    with pytest.raises(RecipeError, match="eval.task_paths.hotpotqa: names a task not in eval.tasks"):
+        build_recipe({"data": {"task": "multihop"}, "eval": {"task_paths": {"hotpotqa": "dev.json"}}})
+    with pytest.raises(RecipeError, match="is the training task: set eval.path instead"):
+        build_recipe({"data": {"task": "multihop"}, "eval": {"tasks": ["multihop"], "task_paths": {"multihop": "x"}}})

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from swirl_lite.cli import main
 from swirl_lite.report import compute_metrics, summarize, write_report
+from swirl_lite.report.render import tables
 from swirl_lite.schema import Step, Trajectory, write_jsonl
 
 
@@ -49,6 +50,35 @@ def test_summarize_tool_use():
     assert m["malformed_actions"] == pytest.approx(1 / 5)
     assert m["steps_histogram"] == {"2": 1, "3": 1}
     assert "judge_good" not in m and "llm_accuracy" not in m
+
+
+def qa_traj(qid: str, results: list[str | None]) -> Trajectory:
+    """A QA trajectory over two gold paragraphs (A, B) and one distractor (C): one search per result."""
+    paragraphs = [{"id": k, "title": k, "text": f"{k} is a paragraph about {k.lower()}ville.", "supporting": k != "C"}
+                  for k in "ABC"]
+    steps = [Step(index=i, text="", action="search_query", query=str(i), tool="search", result=r)
+             for i, r in enumerate(results)]
+    steps.append(Step(index=len(steps), text="", action="answer", query="x"))
+    return Trajectory(id=f"{qid}#0", question_id=qid, sample=0, task="multihop", question="?", gold="x",
+                      messages=[], prompt_len=1, steps=steps, final_answer="x", correct=True, score=1.0,
+                      meta={"paragraphs": paragraphs})
+
+
+def test_support_recall_counts_each_gold_paragraph_once():
+    para = {k: f"{k}: {k} is a paragraph about {k.lower()}ville." for k in "ABC"}
+    both = qa_traj("1", [para["A"], para["C"], para["B"]])  # both gold paragraphs, a distractor between
+    again = qa_traj("2", [para["A"], para["A"], None])  # the same gold paragraph twice, then an error
+    m = summarize([both, again])
+    assert m["support_recall"] == pytest.approx((1.0 + 0.5) / 2)
+    assert m["searches_per_question"] == 3.0
+    assert "support_recall" not in summarize([traj("a", True)])  # math: no gold paragraphs
+    _, cols, rows = tables(compute_like([both, again]))[-1]
+    assert cols[6:8] == ["searches / question", "gold paragraphs found"] and rows[0][6:8] == ["3.00", "75.0%"]
+
+
+def compute_like(trajs: list[Trajectory]) -> dict:
+    return {"run": "r", "models": ["base"], "tasks": ["multihop"], "comparisons": [], "trained_on": None,
+            "results": [{"model": "base", "task": "multihop", **summarize(trajs)}]}
 
 
 def test_a_tool_with_a_new_tag_counts_as_a_tool_call():

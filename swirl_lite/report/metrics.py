@@ -9,7 +9,9 @@ F1 with a seeded bootstrap interval, each trained model against the base on the 
 (exact McNemar for accuracy, paired bootstrap for F1), and tool use: steps, tool calls per question,
 % answered, % malformed actions, and % of steps the judge rates GOOD when the stage judged them.
 A tool call is any step whose action is neither an answer nor unparsed ("none"), so a user's tool
-with a new tag is counted like the built-in ones.
+with a new tag is counted like the built-in ones. On QA tasks with gold supporting paragraphs
+(`meta["paragraphs"]`), also searches per question and supporting-paragraph recall: the share of a
+question's gold paragraphs that some tool result of its trajectory showed, averaged over questions.
 Departure: the paper grades with an LLM judge; here the task's gold grader is the headline and the
 LLM grade is an extra column when `eval.llm_grader` is on (METHOD.md §6).
 How training went (`training_history`) is read from what the train stage's trainer logged,
@@ -23,6 +25,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from swirl_lite.judges.reference import SEARCH, match_paragraph
 from swirl_lite.report.stats import bootstrap_mean_ci, mcnemar_exact, paired_bootstrap, wilson
 from swirl_lite.schema import Trajectory, read_jsonl, shard_paths
 from swirl_lite.tools.base import is_tool_call
@@ -68,10 +71,29 @@ def summarize(trajs: Sequence[Trajectory], seed: int = 0) -> dict:
     if llm:
         out["llm_accuracy"] = sum(llm) / len(llm)
         out["llm_accuracy_ci"] = list(wilson(sum(llm), len(llm)))
+    recalls = [r for r in map(support_recall, trajs) if r is not None]
+    if recalls:
+        out["searches_per_question"] = sum(s.action == SEARCH for s in steps) / n
+        out["support_recall"] = sum(recalls) / len(recalls)
     good = [g for t in trajs for g in t.meta.get("step_good", [])]
     if good:
         out["judge_good"] = sum(bool(g) for g in good) / len(good)
     return out
+
+
+def support_recall(traj: Trajectory) -> float | None:
+    """The share of the question's gold supporting paragraphs that the trajectory's tool results
+    showed; None when the question has none (not a QA task with gold paragraphs)."""
+    paragraphs = traj.meta.get("paragraphs") or []
+    gold = {_paragraph_key(p) for p in paragraphs if isinstance(p, dict) and p.get("supporting")}
+    if not gold:
+        return None
+    shown = (match_paragraph(s.result, paragraphs) for s in traj.steps if s.result)
+    return len(gold & {_paragraph_key(p) for p in shown if p is not None}) / len(gold)
+
+
+def _paragraph_key(paragraph: dict) -> str:
+    return str(paragraph.get("id", paragraph.get("title")))
 
 
 def _histogram(values: list[int]) -> dict[str, int]:

@@ -57,12 +57,17 @@ def tables(metrics: dict) -> list[Table]:
     rs = metrics["results"]
     judged = any("judge_good" in r for r in rs)
     llm = any("llm_accuracy" in r for r in rs)
+    recall = any("support_recall" in r for r in rs)
     cols = ["model", "task", "mean steps", "tool calls / question", "answered", "malformed actions"]
+    cols += ["searches / question", "gold paragraphs found"] * recall
     cols += ["judge GOOD steps"] * judged + ["LLM-graded accuracy"] * llm
     rows = []
     for r in rs:
         row = [r["model"], r["task"], f"{r['mean_steps']:.2f}", f"{r['tool_calls_per_question']:.2f}",
                _pct(r["answered"]), _pct(r["malformed_actions"])]
+        if recall:
+            searches = r.get("searches_per_question")
+            row += [f"{searches:.2f}" if searches is not None else "-", _pct(r.get("support_recall"))]
         row += [_pct(r.get("judge_good"))] * judged
         row += [f"{r['llm_accuracy']:.3f} {_ci(r['llm_accuracy_ci'])}" if "llm_accuracy" in r else "-"] * llm
         rows.append(row)

@@ -78,10 +78,10 @@ def _unique_names(models: list[tuple[str, str | None]]) -> list[tuple[str, str |
 
 
 def task_config(recipe: Recipe, name: str) -> DataConfig:
-    """The training task's data config (with `eval.path` when set), or the hub default of another
-    task (cross-task eval)."""
+    """The training task's data config (with `eval.path` when set), or another task's (cross-task
+    eval): its `eval.task_paths` entry, else its hub default."""
     if name != recipe.data.task:
-        return DataConfig(task=name, seed=recipe.data.seed)
+        return DataConfig(task=name, seed=recipe.data.seed, path=recipe.eval.task_paths.get(name))
     if recipe.eval.path:
         return recipe.data.model_copy(update={"path": recipe.eval.path})
     from swirl_lite.tasks.loading import looks_local
