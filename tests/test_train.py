@@ -122,6 +122,36 @@ def test_swirl_trains_only_the_adapter(tmp_path, tiny_model_dir, monkeypatch):
     assert all((v == _weights(tiny_model_dir)[k]).all() for k, v in base_before.items())
 
 
+def test_a_rerun_reproduces_and_another_seed_differs(tmp_path, tiny_model_dir):
+    # Same seed, same machine and thread count: the same sampled actions and the same adapter, bit
+    # for bit. Another train.seed samples other actions (and so trains another adapter).
+    from safetensors.torch import load_file
+
+    from swirl_lite.stages.train import train
+
+    def once(name: str, seed: int):
+        recipe, run = make_run(tmp_path / name, tiny_model_dir, seed=seed, max_steps=1)
+        scorer, sampled = VaryingScorer(), []
+        score = scorer.score
+        scorer.score = lambda subs: sampled.append([s.completion[0]["content"] for s in subs]) or score(subs)
+        summary = train(recipe, run, scorer=scorer)
+        return sampled, load_file(str(run / "train" / "adapter" / "adapter_model.safetensors")), summary
+
+    first, weights, summary = once("a", 0)
+    again, weights_again, _ = once("b", 0)
+    other, weights_other, _ = once("c", 1)
+    assert summary["seed"] == 0 and summary["torch_threads"] >= 1
+    assert first == again and weights.keys() == weights_again.keys()
+    assert all(torch_equal(weights[k], weights_again[k]) for k in weights)
+    assert other != first and not all(torch_equal(weights[k], weights_other[k]) for k in weights)
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return torch.equal(a, b)
+
+
 def test_the_live_train_line_shows_what_a_step_logged():
     from swirl_lite.training.progress import step_line
 

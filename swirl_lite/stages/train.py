@@ -68,6 +68,9 @@ def train(recipe: Recipe, run_dir: RunDir, scorer=None) -> dict:
     method = recipe.train.method
     state_unit = method == "sft" and recipe.filter.unit == "state" and "process" in recipe.filter.strategy
     data = read_states(run_dir / "filter", recipe.filter.threshold if state_unit else None)
+    from transformers import set_seed
+
+    set_seed(recipe.train.seed)  # the LoRA init too, not only the trainer's sampling and order
     loaded = load_model(recipe.model, lora=True, trainable=True)
     data = measure(data, loaded.tokenizer, recipe.train.max_prompt_length)
 
@@ -135,6 +138,9 @@ def _summary(recipe: Recipe, trainer, data, resume: Path | None, judge: str | No
         "skipped": data.skipped,
         "resumed_from": str(resume) if resume else None,
         "processes": trainer.accelerator.num_processes,
+        # what a rerun must match to reproduce these numbers on a CPU (README "Reproducibility")
+        "seed": recipe.train.seed,
+        "torch_threads": _torch_threads(),
         "adapter": "adapter",
         "merged": "merged" if recipe.train.merge else None,
         "seconds": round(time.time() - started, 1),
@@ -154,6 +160,12 @@ def _summary(recipe: Recipe, trainer, data, resume: Path | None, judge: str | No
     else:
         summary["loss"] = _last(history, "loss")
     return summary
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
 
 
 def _print(summary: dict) -> None:
