@@ -124,7 +124,11 @@ def _closing_panel(run_path, recipe: str) -> None:
         metrics = json.loads((run_path / "metrics.json").read_text())
     except (OSError, ValueError):
         metrics = None
-    console.print(closing_panel(metrics, run_path, recipe))
+    try:
+        stages = json.loads((run_path / "manifest.json").read_text())["stages"]
+    except (OSError, ValueError, KeyError, TypeError):
+        stages = None
+    console.print(closing_panel(metrics, run_path, recipe, stages))
 
 
 def _stage_command(stage: str) -> Callable:

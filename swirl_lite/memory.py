@@ -43,3 +43,53 @@ def rss_gb() -> float:
     import os
 
     return pages * os.sysconf("SC_PAGE_SIZE") / 1024**3
+
+
+class StagePeak:
+    """Wall time and peak memory of the code run inside it: `with StagePeak() as peak: ...`, then
+    `peak.figures()`. RSS is sampled by a daemon thread (every `interval_s`; Linux, else 0): the
+    process's `ru_maxrss` cannot be reset, so it cannot tell which stage of a run set it. On CUDA,
+    also the peak of allocated GPU memory (the counter is reset on entry)."""
+
+    def __init__(self, interval_s: float = 0.2):
+        self.interval_s = interval_s
+        self.rss_peak = 0.0
+        self.seconds = 0.0
+        self.vram_peak: float | None = None
+
+    def __enter__(self) -> StagePeak:
+        import threading
+        import time
+
+        self._started = time.perf_counter()
+        self._stop = threading.Event()
+        self.rss_peak = rss_gb()
+        torch = sys.modules.get("torch")
+        self._cuda = torch is not None and torch.cuda.is_available()
+        if self._cuda:
+            torch.cuda.reset_peak_memory_stats()
+        self._thread = threading.Thread(target=self._sample, name="swirl-lite-rss", daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.rss_peak = max(self.rss_peak, rss_gb())
+
+    def __exit__(self, *exc: object) -> None:
+        import time
+
+        self._stop.set()
+        self._thread.join()
+        self.rss_peak = max(self.rss_peak, rss_gb())
+        self.seconds = time.perf_counter() - self._started
+        torch = sys.modules.get("torch")
+        if self._cuda or (torch is not None and torch.cuda.is_available()):
+            self.vram_peak = torch.cuda.max_memory_allocated() / 1024**3
+
+    def figures(self) -> dict[str, float]:
+        """{"wall_s", "peak_rss_gb"[, "peak_vram_gb"]}, rounded for the manifest."""
+        out = {"wall_s": round(self.seconds, 1), "peak_rss_gb": round(self.rss_peak, 2)}
+        if self.vram_peak is not None:
+            out["peak_vram_gb"] = round(self.vram_peak, 2)
+        return out

@@ -17,7 +17,7 @@ from typing import Any
 
 from swirl_lite.config import Recipe
 from swirl_lite.console import console
-from swirl_lite.memory import release
+from swirl_lite.memory import StagePeak, release
 from swirl_lite.runs import RunDir
 
 ORDER = ("generate", "split", "filter", "train", "evaluate")
@@ -83,11 +83,13 @@ def run_stage(stage: str, recipe: Recipe, run: RunDir, force: bool = False) -> d
     console.rule(f"[bold]{stage}")
     run.mark_started(stage, inputs)
     module = importlib.import_module(f"swirl_lite.stages.{stage}")
+    peak = StagePeak()
     try:
-        summary = module.run(recipe, run) or {}
+        with peak:  # the stage's wall time and peak memory, for the closing panel and the manifest
+            summary = module.run(recipe, run) or {}
     finally:  # the stage's models are garbage now; free them before the next stage loads its own
         release()
-    run.mark_done(stage, {**summary, "inputs": inputs})
+    run.mark_done(stage, {**summary, **peak.figures(), "inputs": inputs})
     return summary
 
 

@@ -105,3 +105,32 @@ def test_more_adapters_to_evaluate_redo_nothing():
     more = build_recipe({"eval": {"adapters": ["runs/x/train/adapter"]}})
     assert pipeline.stage_inputs("evaluate", base) == pipeline.stage_inputs("evaluate", more)
     assert pipeline.stage_inputs("evaluate", base) != pipeline.stage_inputs("evaluate", build_recipe({"eval": {"n_questions": 7}}))
+
+
+def test_each_stage_records_its_wall_time_and_peak_memory(tmp_path, monkeypatch):
+    # A stage that holds 600 MB for a moment: its peak RSS is seen by the sampler though it is freed
+    # before the stage returns (the manifest's figure is the stage's own peak, not the process's).
+    import sys
+    import time
+
+    def fake_import(name: str):
+        def run(recipe, run_dir):
+            if name.endswith("split"):
+                block = bytearray(600 * 1024**2)
+                block[::4096] = b"x" * len(block[::4096])  # touch every page
+                time.sleep(0.5)
+                del block
+            else:
+                time.sleep(0.05)
+            return {}
+
+        return types.SimpleNamespace(run=run)
+
+    monkeypatch.setattr(pipeline.importlib, "import_module", fake_import)
+    monkeypatch.setattr(pipeline, "available_stages", lambda: ["generate", "split"])
+    recipe, run = _run_dir(tmp_path)
+    pipeline.run_pipeline(recipe, run)
+    stages = run.manifest()["stages"]
+    assert stages["split"]["wall_s"] >= 0.5 and stages["generate"]["wall_s"] < stages["split"]["wall_s"]
+    if sys.platform.startswith("linux"):
+        assert stages["split"]["peak_rss_gb"] >= stages["generate"]["peak_rss_gb"] + 0.5

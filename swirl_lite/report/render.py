@@ -254,8 +254,9 @@ def headline(metrics: dict) -> tuple[str, str]:
     return line, "could be noise (p >= 0.05): more questions or more training steps"
 
 
-def closing_panel(metrics: dict | None, run_path, recipe_path: str):
-    """What `swirl-lite run` ends with: where the report is, the headline result, what to try next."""
+def closing_panel(metrics: dict | None, run_path, recipe_path: str, stages: dict | None = None):
+    """What `swirl-lite run` ends with: where the report is, the headline result, each stage's wall
+    time and the peak memory (from the manifest's `stages`, when given), what to try next."""
     from pathlib import Path
 
     from rich.constrain import Constrain
@@ -274,6 +275,8 @@ def closing_panel(metrics: dict | None, run_path, recipe_path: str):
     grid.add_row("result", escape(result))
     if meaning:
         grid.add_row("", f"[dim]{meaning}[/]")
+    for i, line in enumerate(cost_lines(stages or {})):
+        grid.add_row("cost" if i == 0 else "", escape(line))
     adapter = run_path / "train" / "adapter"
     nexts = []
     if adapter.is_dir():
@@ -286,6 +289,28 @@ def closing_panel(metrics: dict | None, run_path, recipe_path: str):
         grid.add_row("next" if i == 0 else "", line)
     panel = Panel(grid, title="swirl-lite run: done", title_align="left", expand=False)
     return Constrain(panel, width=TABLE_WIDTH)
+
+
+def cost_lines(stages: dict) -> list[str]:
+    """Total wall time and peak memory (and the stage that set it), then each stage's wall time;
+    [] when no stage recorded them (a run directory from before they were measured)."""
+    timed = {name: s for name, s in stages.items() if isinstance(s, dict) and "wall_s" in s}
+    if not timed:
+        return []
+    total = sum(s["wall_s"] for s in timed.values())
+    lines = [f"{_clock(total)} in all"]
+    for key, label in (("peak_rss_gb", "peak RSS"), ("peak_vram_gb", "peak VRAM")):
+        peaks = {name: s[key] for name, s in timed.items() if key in s}
+        if peaks:
+            top = max(peaks, key=peaks.get)
+            lines[0] += f", {label} {peaks[top]:.1f} GB ({top})"
+    lines.append(" · ".join(f"{name} {_clock(s['wall_s'])}" for name, s in timed.items()))
+    return lines
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}" if minutes >= 60 else f"{minutes}:{secs:02d}"
 
 
 def _short(path) -> str:
