@@ -357,6 +357,9 @@ class HFLLM:
 
         pad = self.tokenizer.pad_token_id
         cached, kv = self._cached_prefixes(prompts, max_new_tokens)
+        # The batch cache holds what this call uses of the stored rows; `_keep_rows` stores new ones
+        # after it. Keeping the old ones until then would hold a third copy of every row's KV.
+        self.rows.clear()
         self.last_cached = cached  # for tests and benchmarks: tokens per row that came from a cache
         self.reused_tokens += sum(cached)
         depth, width, input_ids, mask = self._layout(prompts, cached)
