@@ -129,14 +129,18 @@ def lora_gb(shape: ModelShape, r: int) -> float:
     return shape.layers * per_layer * 16 / GB  # fp32 weight, gradient, Adam m and v
 
 
-def stage_memory(recipe: Recipe, dtype_bytes: int) -> list[StageMemory] | None:
-    """Peak memory of generate, filter, train and evaluate for `recipe` (None: unknown model size)."""
+def stage_memory(recipe: Recipe, dtype_bytes: int, seq: int | None = None) -> list[StageMemory] | None:
+    """Peak memory of generate, filter, train and evaluate for `recipe` (None: unknown model size).
+
+    At the recipe's limits (every row at `max_seq_length`, every state at `train.max_prompt_length`)
+    unless `seq` gives the longest chat to expect instead (`plan`'s predicted lengths)."""
     shape = model_shape(recipe.model.name)
     if shape is None:
         return None
     m, g, t, j = recipe.model, recipe.generate, recipe.train, recipe.judge
     weights = weights_gb(shape, m.load_in_4bit, dtype_bytes)
-    seq = m.max_seq_length
+    seq = min(seq, m.max_seq_length) if seq else m.max_seq_length
+    prompt = min(seq, t.max_prompt_length)
 
     def logits(rows: int) -> float:
         return 2 * rows * shape.vocab * 4 / GB
@@ -151,13 +155,13 @@ def stage_memory(recipe: Recipe, dtype_bytes: int) -> list[StageMemory] | None:
                            prefill_gb(shape, j.batch_size * seq, dtype_bytes), 0.0, logits(j.batch_size))
     else:  # reference judge / no process filter: no model is loaded
         filt = StageMemory("filter", 0.0, 0.0, 0.0, 0.0, 0.0)
-    tokens = t.per_device_batch_size * (t.max_prompt_length + t.max_completion_length)
+    tokens = t.per_device_batch_size * (prompt + t.max_completion_length)
     per_token_layer = (18 * shape.hidden + 8 * shape.intermediate) * dtype_bytes / 2
     if t.gradient_checkpointing:
         acts = tokens * (shape.layers * shape.hidden * dtype_bytes + per_token_layer) / GB
     else:
         acts = tokens * shape.layers * per_token_layer / GB
-    sampled = kv_gb(shape, t.per_device_batch_size, t.max_prompt_length + t.max_completion_length, dtype_bytes,
+    sampled = kv_gb(shape, t.per_device_batch_size, prompt + t.max_completion_length, dtype_bytes,
                     windowed=not t.share_prompt)
     train = StageMemory("train", weights, sampled, acts, lora_gb(shape, m.lora.r),
                         logits(t.per_device_batch_size))

@@ -77,7 +77,7 @@ def test_gemma_keeps_every_position_where_caches_are_reused_and_its_window_in_tr
 
 
 def test_doctor_prints_one_row_per_stage_within_80_columns():
-    result = CliRunner().invoke(main, ["doctor", "recipes/gsm8k.yaml", "--offline", "--capability", "7.5"])
+    result = CliRunner().invoke(main, ["doctor", "recipes/gsm8k-full.yaml", "--offline", "--capability", "7.5"])
     assert result.exit_code == 0, result.output
     table = result.output[result.output.index("peak memory per stage"):]
     rows = [line for line in table.splitlines() if line.startswith("│")]
