@@ -55,6 +55,9 @@ class ModelShape:
 # Published configs of common small instruct models, for estimates without downloading one.
 KNOWN = {
     "smollm2-135m": ModelShape(134.5e6, 30, 576, 1536, 49152, 9, 3, 64),
+    # before "embedded", which its name contains: google/gemma-3-270m (model.name: embedded-gemma)
+    "embedded-gemma": ModelShape(268e6, 18, 640, 2048, 262144, 4, 1, 256, window=512, full_share=1 / 6),
+    "gemma-3-270m": ModelShape(268e6, 18, 640, 2048, 262144, 4, 1, 256, window=512, full_share=1 / 6),
     "embedded": ModelShape(134.5e6, 30, 576, 1536, 49152, 9, 3, 64),
     "gemma-3-1b": ModelShape(1.0e9, 26, 1152, 6912, 262144, 4, 1, 256, window=512, full_share=1 / 6),
     "llama-3.2-1b": ModelShape(1.236e9, 16, 2048, 8192, 128256, 32, 8, 64),

@@ -79,6 +79,7 @@ class TaskTokens:
     steps: float  # mean steps per trajectory, before the step cap
     action: int  # mean tokens of one action, before max_new_tokens
     source: str
+    questions: int  # train questions when data.limit is unset
 
 
 # arithmetic: measured on runs/qs-check (the quickstart recipe), tokenised with the embedded model's
@@ -87,13 +88,14 @@ class TaskTokens:
 # 2.59 steps per trajectory, 2,652 tokens for 83 actions. multihop: README "Learn to search on CPU"
 # (states 808 tokens, actions 28, 3.75 steps on the smoke run). gsm8k / hotpotqa / musique: not
 # measured; by text length (~4 characters a token): GSM8K needs 2-8 steps (METHOD.md §1), results
-# are a line; a search result is up to search_max_chars (600, ~150 tokens).
+# are a line; a search result is up to search_max_chars (600, ~150 tokens). `questions`: the train
+# split's size (arithmetic's generator default, multihop's world, the datasets' published splits).
 TASKS = {
-    "arithmetic": TaskTokens(240, 115, 40, 42, 2.6, 32, "measured (runs/qs-check)"),
-    "gsm8k": TaskTokens(240, 260, 60, 25, 4.5, 80, "estimated"),
-    "hotpotqa": TaskTokens(260, 480, 30, 160, 3.5, 60, "estimated"),
-    "musique": TaskTokens(260, 560, 30, 160, 4.0, 60, "estimated"),
-    "multihop": TaskTokens(260, 250, 30, 90, 3.75, 28, "README smoke run"),
+    "arithmetic": TaskTokens(240, 115, 40, 42, 2.6, 32, "measured (runs/qs-check)", 1000),
+    "gsm8k": TaskTokens(240, 260, 60, 25, 4.5, 80, "estimated", 7473),
+    "hotpotqa": TaskTokens(260, 480, 30, 160, 3.5, 60, "estimated", 90447),
+    "musique": TaskTokens(260, 560, 30, 160, 4.0, 60, "estimated", 19938),
+    "multihop": TaskTokens(260, 250, 30, 90, 3.75, 28, "README smoke run", 384),
 }
 KIND_DEFAULT = {"math": "gsm8k", "qa": "hotpotqa"}
 TASK_CAP = {"arithmetic": 10, "gsm8k": 10, "hotpotqa": 5, "musique": 5, "multihop": 5}
@@ -180,6 +182,13 @@ def task_tokens(recipe: Recipe) -> tuple[str, TaskTokens, int]:
     return task, TASKS[task], TASK_CAP[task]
 
 
+def shares_states(recipe: Recipe, card: Card) -> bool:
+    """Whether training runs each state once for its actions: `train.share_prompt` on plain
+    transformers; unsloth (what `model.backend: auto` takes on a GPU once it is installed, as the
+    notebook installs it) and TRL's per-row path run every action's state."""
+    return recipe.train.share_prompt and (card.capability is None or recipe.model.backend == "hf")
+
+
 def demonstrations(recipe: Recipe, shape: ModelShape) -> int:
     """`generate.demonstrations`, else by model size as `backends.params_count_demos` does."""
     n = recipe.generate.demonstrations
@@ -187,9 +196,9 @@ def demonstrations(recipe: Recipe, shape: ModelShape) -> int:
 
 
 def _rollout(cost: _Cost, t: TaskTokens, n: int, batch: int, cap: int, max_new: int, chunk: int,
-             prompt: float, cached: float) -> tuple[int, int, float, float]:
-    """(tokens, decoded, seconds, longest chat) of `n` trajectories in batches of `batch`, `cached`
-    tokens of each prompt shared by the whole batch (the prefix cache)."""
+             prompt: float, cached: float) -> tuple[int, int, float]:
+    """(tokens, decoded, seconds) of `n` trajectories in batches of `batch`, `cached` tokens of
+    each prompt shared by the whole batch (the prefix cache)."""
     steps = min(t.steps, cap)
     action = min(t.action, max_new)
     turns = n * steps
@@ -208,13 +217,13 @@ def _rollout(cost: _Cost, t: TaskTokens, n: int, batch: int, cap: int, max_new: 
     prefilled += math.ceil(n / batch) * cached
     context = prompt + steps / 2 * turn
     seconds = cost.decode(forwards, rows, context) + cost.prefill(prefilled, context)
-    return int(prefilled + turns * action), int(turns * action), seconds, prompt + steps * turn
+    return int(prefilled + turns * action), int(turns * action), seconds
 
 
 def _stages(recipe: Recipe, cost: _Cost, t: TaskTokens, cap: int, demos: int) -> list[tuple[str, int, int, float]]:
     g, j, tr, ev, card = recipe.generate, recipe.judge, recipe.train, recipe.eval, cost.card
     prompt = t.instructions + demos * t.demo + t.question
-    n = (recipe.data.limit or 1000) * g.samples_per_question
+    n = (recipe.data.limit or t.questions) * g.samples_per_question
     # builtin demonstrations: the instructions and demonstrations are one prefix for the batch;
     # demonstrations picked per question share only the instructions.
     cached = prompt - t.question if recipe.data.demonstrations_from == "builtin" else t.instructions
@@ -222,7 +231,7 @@ def _stages(recipe: Recipe, cost: _Cost, t: TaskTokens, cap: int, demos: int) ->
     steps = min(t.steps, g.max_steps or cap)
     state = min(prompt + (steps - 1) / 2 * (t.action + t.result), tr.max_prompt_length)
     states = n * steps
-    stages = [("generate", gen[0], gen[1], card.load_s + gen[2])]
+    stages = [("generate", *gen[:2], card.load_s + gen[2])]
     if "process" in recipe.filter.strategy and j.kind != "reference":
         judged = states * (state + t.action + 150)  # the judge's criteria add ~150 tokens
         sec = card.load_s + cost.prefill(judged, state)
@@ -248,8 +257,7 @@ def _train(recipe: Recipe, cost: _Cost, t: TaskTokens, state: float) -> tuple[in
         return int(tokens), 0, card.load_s + cost.prefill(tokens, state, 2 + tr.gradient_checkpointing)
     states = completions / tr.num_generations
     action = tr.max_completion_length  # sampled in lockstep and padded to the longest
-    # unsloth (the GPU default once installed) and TRL's per-row path run every action's state
-    shared = tr.share_prompt and (card.capability is None or recipe.model.backend == "hf")
+    shared = shares_states(recipe, card)
     state_rows = states if shared else completions
     sample = cost.prefill(state_rows * state, state) + tr.gradient_accumulation_steps * cost.decode(
         action, tr.per_device_batch_size, state)
@@ -294,7 +302,7 @@ def predict(recipe: Recipe, card_name: str, name: str = "recipe") -> Plan:
 def _assumptions(recipe: Recipe, card: Card, dtype: str, task: str, t: TaskTokens, demos: int,
                  longest: int) -> list[tuple[str, str]]:
     tflops = card.tflops32 if dtype == "float32" else card.tflops16
-    shared = recipe.train.share_prompt and (card.capability is None or recipe.model.backend == "hf")
+    shared = shares_states(recipe, card)
     return [
         ("card", f"{card.name}: {card.memory_gb:g} GB, {card.bandwidth_gbs:g} GB/s, {tflops:g} TFLOPS in {dtype}"
                  f"{'' if card.bf16 or card.capability is None else ', no bf16'}"),
@@ -303,6 +311,9 @@ def _assumptions(recipe: Recipe, card: Card, dtype: str, task: str, t: TaskToken
                        + (" (fitted to measured CPU runs)" if card.capability is None else " (assumed)")),
         ("task lengths", f"{task} ({t.source}): instructions {t.instructions}, demonstration {t.demo} x {demos}, "
                          f"question {t.question}, result {t.result} tokens"),
+        ("questions", f"{recipe.data.limit or t.questions} x {recipe.generate.samples_per_question} samples"
+                      + ("" if recipe.data.limit else " (data.limit unset: the whole train split)")
+                      + ("" if recipe.data.task in TASKS else f"; a custom task, costed as {task}")),
         ("rollouts", f"{t.steps:g} steps of {t.action} tokens per trajectory (caps: steps "
                      f"{recipe.generate.max_steps or TASK_CAP.get(task, 10)}, {recipe.generate.max_new_tokens} "
                      "tokens); "
@@ -310,6 +321,8 @@ def _assumptions(recipe: Recipe, card: Card, dtype: str, task: str, t: TaskToken
                         else f"rounds of {recipe.generate.chunk_tokens} tokens")),
         ("train states", "each state once for its actions (train.share_prompt)" if shared
                          else "every action carries its state (unsloth or per-row TRL)"),
+        ("judge", "reference (gold steps): no model" if recipe.judge.kind == "reference"
+                  else f"{recipe.judge.kind}, costed as the policy's size ({recipe.judge.model})"),
         ("memory", f"peak at the limits (max_seq_length {recipe.model.max_seq_length}); expected at "
                    f"{longest} tokens"),
     ]

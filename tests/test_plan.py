@@ -149,3 +149,14 @@ def test_cli_offers_every_card():
     command = main.get_command(None, "plan")
     option = next(p for p in command.params if p.name == "card")
     assert tuple(option.type.choices) == tuple(CARDS)
+
+
+def test_embedded_gemma_is_planned_as_gemma_3_270m_not_the_135m_model():
+    """'embedded-gemma' contains 'embedded': the size table must not take it for SmolLM2-135M."""
+    from swirl_lite.memory_estimate import model_shape
+
+    gemma, smol = model_shape("embedded-gemma"), model_shape("embedded")
+    assert (gemma.vocab, gemma.layers, gemma.window) == (262144, 18, 512) and smol.vocab == 49152
+    a = _plan("quickstart", "cpu", "model.name=embedded-gemma").stages[0]
+    b = _plan("quickstart", "cpu").stages[0]
+    assert a.seconds > b.seconds and a.peak_gb != b.peak_gb
