@@ -94,7 +94,11 @@ def install(repo: str | Path, dry_run: bool = False, extras: str = "unsloth",
     if before["torch"]:
         keep.write_text(f"torch=={before['torch']}\n")
     for command in commands:
-        run(command, check=True)
+        try:
+            run(command, check=True)
+        except subprocess.CalledProcessError as exc:
+            raise SystemExit(f"pip failed (exit {exc.returncode}; its output is above) installing under torch "
+                             f"{before['torch'] or '(none)'} and the tested pins; `pip check` says what conflicts") from None
     lines = changes(before, versions())
     for line in lines:
         _say(line)

@@ -145,3 +145,13 @@ def test_a_failed_mount_or_no_drive_asked_stays_local(tmp_path, capsys):
     assert nb.output_dir(True, mount_point=str(tmp_path), mount=refuse) == "runs"
     assert "did not mount" in capsys.readouterr().out
     assert nb.output_dir(False) == "runs" and "USE_DRIVE is off" in capsys.readouterr().out
+
+
+def test_a_failed_pip_is_one_line_naming_the_torch_it_kept(monkeypatch):
+    def fail(command, check):
+        raise nb.subprocess.CalledProcessError(1, command)
+
+    monkeypatch.setattr(nb, "versions", lambda names=nb.STACK: {"torch": "2.8.0+cu126"})
+    with pytest.raises(SystemExit) as exc:
+        nb.install(ROOT, run=fail)
+    assert "pip failed (exit 1" in str(exc.value) and "2.8.0+cu126" in str(exc.value)
