@@ -182,11 +182,16 @@ def task_tokens(recipe: Recipe) -> tuple[str, TaskTokens, int]:
     return task, TASKS[task], TASK_CAP[task]
 
 
+def uses_unsloth(recipe: Recipe, card: Card) -> bool:
+    """What `model.backend: auto` takes on a GPU once unsloth is installed (the notebook installs
+    it): no KV caches across rollout steps, and every sampled action carries its state in training."""
+    return card.capability is not None and recipe.model.backend != "hf"
+
+
 def shares_states(recipe: Recipe, card: Card) -> bool:
-    """Whether training runs each state once for its actions: `train.share_prompt` on plain
-    transformers; unsloth (what `model.backend: auto` takes on a GPU once it is installed, as the
-    notebook installs it) and TRL's per-row path run every action's state."""
-    return recipe.train.share_prompt and (card.capability is None or recipe.model.backend == "hf")
+    """Whether training runs each state once for its actions (`train.share_prompt`, plain
+    transformers only; unsloth and TRL's per-row path run every action's state)."""
+    return recipe.train.share_prompt and not uses_unsloth(recipe, card)
 
 
 def demonstrations(recipe: Recipe, shape: ModelShape) -> int:
@@ -196,9 +201,9 @@ def demonstrations(recipe: Recipe, shape: ModelShape) -> int:
 
 
 def _rollout(cost: _Cost, t: TaskTokens, n: int, batch: int, cap: int, max_new: int, chunk: int,
-             prompt: float, cached: float) -> tuple[int, int, float]:
+             prompt: float, cached: float | None) -> tuple[int, int, float]:
     """(tokens, decoded, seconds) of `n` trajectories in batches of `batch`, `cached` tokens of
-    each prompt shared by the whole batch (the prefix cache)."""
+    each prompt shared by the whole batch (the prefix cache; None: no caches at all, unsloth)."""
     steps = min(t.steps, cap)
     action = min(t.action, max_new)
     turns = n * steps
@@ -210,11 +215,13 @@ def _rollout(cost: _Cost, t: TaskTokens, n: int, batch: int, cap: int, max_new: 
     # uncached prompt, else the last action's tail and a result. Rounds prefill joining rows alone.
     joining = 1 + max(0.0, (n - batch) * steps / batch)
     turn = t.result + action
-    if chunk == 0:
+    if cached is None:  # every round re-feeds every row's whole chat, padded to the longest
+        prefilled = rounds * rows * (prompt + steps * turn)
+    elif chunk == 0:
         prefilled = joining * rows * (prompt - cached) + (rounds - joining) * rows * turn
     else:
         prefilled = n * (prompt - cached) + turns * turn
-    prefilled += math.ceil(n / batch) * cached
+    prefilled += math.ceil(n / batch) * (cached or 0)
     context = prompt + steps / 2 * turn
     seconds = cost.decode(forwards, rows, context) + cost.prefill(prefilled, context)
     return int(prefilled + turns * action), int(turns * action), seconds
@@ -227,6 +234,8 @@ def _stages(recipe: Recipe, cost: _Cost, t: TaskTokens, cap: int, demos: int) ->
     # builtin demonstrations: the instructions and demonstrations are one prefix for the batch;
     # demonstrations picked per question share only the instructions.
     cached = prompt - t.question if recipe.data.demonstrations_from == "builtin" else t.instructions
+    if uses_unsloth(recipe, card):
+        cached = None  # backends/__init__.py: no prefix or row cache on unsloth-patched models
     gen = _rollout(cost, t, n, g.batch_size, g.max_steps or cap, g.max_new_tokens, g.chunk_tokens, prompt, cached)
     steps = min(t.steps, g.max_steps or cap)
     state = min(prompt + (steps - 1) / 2 * (t.action + t.result), tr.max_prompt_length)
@@ -319,8 +328,9 @@ def _assumptions(recipe: Recipe, card: Card, dtype: str, task: str, t: TaskToken
                      "tokens); "
                      + ("lockstep: a round costs max_new_tokens" if recipe.generate.chunk_tokens == 0
                         else f"rounds of {recipe.generate.chunk_tokens} tokens")),
-        ("train states", "each state once for its actions (train.share_prompt)" if shared
-                         else "every action carries its state (unsloth or per-row TRL)"),
+        ("backend", ("unsloth (model.backend auto, installed): every rollout round re-feeds whole chats "
+                     "(no KV caches); " if uses_unsloth(recipe, card) else "hf: prefix and row KV caches; ")
+                    + ("each train state once for its actions" if shared else "every action carries its state")),
         ("judge", "reference (gold steps): no model" if recipe.judge.kind == "reference"
                   else f"{recipe.judge.kind}, costed as the policy's size ({recipe.judge.model})"),
         ("memory", f"peak at the limits (max_seq_length {recipe.model.max_seq_length}); expected at "
