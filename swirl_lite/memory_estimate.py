@@ -13,7 +13,9 @@ Not a measurement (`swirl-lite bench gpu` measures): what each stage holds at it
 - activations: inference (generate, filter, evaluate) holds one layer's prefill at a time, whose
   widest part is the gated MLP (gate and up: 2 x intermediate per token); training keeps per token
   and layer ~18 x hidden + 8 x intermediate bytes in 16-bit (Korthikanti et al. with a gated MLP),
-  or only each layer's input with gradient checkpointing, plus one layer's full set.
+  or only each layer's input with gradient checkpointing, plus one layer's full set. With
+  `train.share_prompt` each group's state is in the batch once, beside its G actions, and
+  checkpointing is off on that path (it would drop the state's cache: `training/rl.py`).
 - LoRA + Adam: fp32 adapter weights, gradients and two Adam moments (all-linear targets).
 - logits: fp32 over the vocabulary for one position per row, twice (the softmax of sampling).
 The total adds 15% for the CUDA context, allocator fragmentation and temporary buffers.
@@ -158,11 +160,16 @@ def stage_memory(recipe: Recipe, dtype_bytes: int, seq: int | None = None) -> li
                            prefill_gb(shape, j.batch_size * seq, dtype_bytes), 0.0, logits(j.batch_size))
     else:  # reference judge / no process filter: no model is loaded
         filt = StageMemory("filter", 0.0, 0.0, 0.0, 0.0, 0.0)
-    tokens = t.per_device_batch_size * (prompt + t.max_completion_length)
     per_token_layer = (18 * shape.hidden + 8 * shape.intermediate) * dtype_bytes / 2
-    if t.gradient_checkpointing:
+    if t.share_prompt:  # states once per group of G actions, and no checkpointing on that path
+        states = max(1, t.per_device_batch_size // t.num_generations)
+        tokens = states * prompt + t.per_device_batch_size * t.max_completion_length
+        acts = tokens * shape.layers * per_token_layer / GB
+    elif t.gradient_checkpointing:
+        tokens = t.per_device_batch_size * (prompt + t.max_completion_length)
         acts = tokens * (shape.layers * shape.hidden * dtype_bytes + per_token_layer) / GB
     else:
+        tokens = t.per_device_batch_size * (prompt + t.max_completion_length)
         acts = tokens * shape.layers * per_token_layer / GB
     sampled = kv_gb(shape, t.per_device_batch_size, prompt + t.max_completion_length, dtype_bytes,
                     windowed=not t.share_prompt)

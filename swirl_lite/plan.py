@@ -333,8 +333,8 @@ def _assumptions(recipe: Recipe, card: Card, dtype: str, task: str, t: TaskToken
                     + ("each train state once for its actions" if shared else "every action carries its state")),
         ("judge", "reference (gold steps): no model" if recipe.judge.kind == "reference"
                   else f"{recipe.judge.kind}, costed as the policy's size ({recipe.judge.model})"),
-        ("memory", f"peak at the limits (max_seq_length {recipe.model.max_seq_length}); expected at "
-                   f"{longest} tokens"),
+        ("memory", f"doctor's figure at the limits (max_seq_length {recipe.model.max_seq_length}, the hf "
+                   f"backend's caches: more than unsloth keeps); expected: at {longest} tokens"),
     ]
 
 

@@ -171,3 +171,18 @@ def test_recipe_header_states_the_plans_prediction(recipe):
     said = next(re.search(r"the prediction: ~([\d.]+) h, ([\d.]+) GB", line) for line in header if "prediction" in line)
     plan = _plan(recipe)
     assert abs(plan.total_seconds / 3600 - float(said[1])) <= 0.05 and abs(plan.peak_gb - float(said[2])) <= 0.05
+
+
+def test_shared_states_hold_each_state_once_without_checkpointing():
+    """train.share_prompt: a group's state is in the batch once beside its G actions, and the
+    shared path turns gradient checkpointing off, so the activations are the state's once plus the
+    actions', at full depth; TRL's per-row path checkpoints G copies of the state."""
+    from swirl_lite.memory_estimate import stage_memory
+
+    recipe = load_recipe(ROOT / "recipes" / "learn-cpu.yaml")  # 16 actions = 2 states x 8
+    shared = stage_memory(recipe, 4)[2].activations
+    per_row = stage_memory(load_recipe(ROOT / "recipes" / "learn-cpu.yaml", ["train.share_prompt=false"]), 4)[2]
+    tokens = 2 * 1024 + 16 * 48
+    layer = (18 * 576 + 8 * 1536) * 4 / 2
+    assert abs(shared - tokens * 30 * layer / 1024**3) < 1e-9
+    assert abs(per_row.activations - 16 * (1024 + 48) * (30 * 576 * 4 + layer) / 1024**3) < 1e-9
