@@ -13,6 +13,8 @@ Tokens: the recipe's counts (questions, samples, step caps, max_new_tokens, batc
 num_generations) and per-task lengths (`TASKS`; instructions, demonstrations, question, tool result,
 mean steps and action length). Rollouts run in lockstep by default: a round lasts until its longest
 turn, so it costs max_new_tokens decode steps whatever the mean action length (`rollout.py`).
+On a GPU the plan takes the unsloth path the notebook installs: no KV caches across rollout steps
+(each round re-feeds whole chats) and every sampled action's state run in training.
 Memory: `memory_estimate.stage_memory` at the recipe's limits, the figure `doctor` prints (the
 honest bound: the rollout ends a chat at `max_seq_length`), and at the predicted lengths beside it.
 The CPU card is calibrated on this project's measured CPU runs (`CALIBRATION`); the GPU cards'
@@ -26,9 +28,7 @@ from dataclasses import asdict, dataclass, replace
 
 from swirl_lite.config import Recipe
 from swirl_lite.errors import UsageError
-from swirl_lite.memory_estimate import GB, ModelShape, model_shape, stage_memory
-
-STAGES = ("generate", "filter", "train", "evaluate")
+from swirl_lite.memory_estimate import ModelShape, model_shape, stage_memory
 
 
 @dataclass(frozen=True)
@@ -82,8 +82,8 @@ class TaskTokens:
     questions: int  # train questions when data.limit is unset
 
 
-# arithmetic: measured on runs/qs-check (the quickstart recipe), tokenised with the embedded model's
-# tokenizer: first state 392-397 tokens with 1 demonstration (instructions ~240, a demonstration
+# arithmetic: measured on a run of recipes/quickstart.yaml (output.name qs-check, 2026-12-01: its
+# generate and split files), tokenised with the embedded model's tokenizer: first state 392-397 tokens with 1 demonstration (instructions ~240, a demonstration
 # ~115, a question ~40), a step grows the state by 74 tokens (action 32 + result/reminder 42),
 # 2.59 steps per trajectory, 2,652 tokens for 83 actions. multihop: README "Learn to search on CPU"
 # (states 808 tokens, actions 28, 3.75 steps on the smoke run). gsm8k / hotpotqa / musique: not
@@ -91,7 +91,7 @@ class TaskTokens:
 # are a line; a search result is up to search_max_chars (600, ~150 tokens). `questions`: the train
 # split's size (arithmetic's generator default, multihop's world, the datasets' published splits).
 TASKS = {
-    "arithmetic": TaskTokens(240, 115, 40, 42, 2.6, 32, "measured (runs/qs-check)", 1000),
+    "arithmetic": TaskTokens(240, 115, 40, 42, 2.6, 32, "measured on a quickstart run", 1000),
     "gsm8k": TaskTokens(240, 260, 60, 25, 4.5, 80, "estimated", 7473),
     "hotpotqa": TaskTokens(260, 480, 30, 160, 3.5, 60, "estimated", 90447),
     "musique": TaskTokens(260, 560, 30, 160, 4.0, 60, "estimated", 19938),
@@ -370,4 +370,4 @@ def print_plan(plan: Plan) -> None:
     console.print(summary_table("assumptions", rows, ("", ""), numeric=False))
 
 
-__all__ = ["CALIBRATION", "CARDS", "GB", "Plan", "StagePlan", "card_for", "predict", "print_plan"]
+__all__ = ["CALIBRATION", "CARDS", "Plan", "StagePlan", "card_for", "predict", "print_plan"]
