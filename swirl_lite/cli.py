@@ -221,6 +221,22 @@ def doctor(recipe: str | None, overrides: tuple[str, ...], offline: bool, capabi
         console.print(summary_table("peak memory per stage (estimate, GB)", table_rows(stages), TABLE_COLUMNS))
 
 
+@main.command()
+@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.option("--gpu", "card", type=click.Choice(("t4", "l4", "a100", "4090", "cpu")), default="t4", show_default=True,
+              help="The card to plan for (cpu: this project's 2-core machine).")
+@click.option("--set", "overrides", multiple=True, help=SET_HELP)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the plan as JSON here.")
+def plan(recipe: str, card: str, overrides: tuple[str, ...], json_path: str | None) -> None:
+    """Predict tokens, wall time and peak memory per stage, before anything runs (no model loaded)."""
+    from swirl_lite.cli_helpers import write_json
+    from swirl_lite.plan import predict, print_plan
+
+    result = predict(load_or_exit(recipe, overrides), card, name=recipe)
+    print_plan(result)
+    write_json(json_path, result.to_json())
+
+
 @main.group(name="tools")
 def tools_group() -> None:
     """Run the calculator or search tool by hand."""

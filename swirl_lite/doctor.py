@@ -6,7 +6,8 @@ peak memory against what is free, with advice when it will not fit.
 
 The estimate is arithmetic, not a measurement (`memory_estimate.py` lists its parts): peak memory
 of each stage (generate, filter, train, evaluate) in the dtype `precision.choose` picks for the card.
-`swirl-lite bench gpu` measures the real numbers.
+Beside it, the fit `swirl-lite plan` predicts for this card (or the one `--capability` names): the
+wall time and the peak memory against the card's. `swirl-lite bench gpu` measures the real numbers.
 """
 
 from __future__ import annotations
@@ -92,7 +93,36 @@ def run_doctor(recipe: Recipe | None, check_hub: bool = True,
         chosen = choose(recipe.model, capability)
         rows.append(("precision", chosen.dtype, f"info: {chosen.reason}"))
         rows.extend(_memory_rows(recipe, free_gb, capability))
+        rows.append(plan_row(recipe, capability))
     return rows
+
+
+def plan_row(recipe: Recipe, capability: tuple[int, int] | None | str) -> tuple[str, str, str]:
+    """`swirl-lite plan`'s fit on this machine's card ("detect") or the one of `capability`."""
+    from swirl_lite.errors import UsageError
+    from swirl_lite.plan import CARDS, card_for, hours, predict
+
+    name = ""
+    if capability == "detect":
+        import torch
+
+        from swirl_lite.precision import device_capability
+
+        capability = device_capability()
+        name = torch.cuda.get_device_name(0) if capability else ""
+    key = card_for(capability, name)
+    try:
+        plan = predict(recipe, key)
+    except UsageError as exc:
+        return (f"plan ({key})", "-", f"warn: {exc}")
+    stages = ", ".join(f"{s.stage} {hours(s.seconds)}" for s in plan.stages if s.seconds >= 60)
+    value = f"{hours(plan.total_seconds)}, peak {plan.peak_gb:.1f} GB ({stages})"
+    card = CARDS[key]
+    if plan.fits:
+        return (f"plan ({key})", value, f"ok: fits a {card.name}'s {card.memory_gb:g} GB (predicted; "
+                                        f"swirl-lite plan RECIPE --gpu {key})")
+    return (f"plan ({key})", value, f"warn: over a {card.name}'s {card.memory_gb:g} GB at the limits; lower "
+                                    "generate.batch_size or model.max_seq_length")
 
 
 def _memory_rows(recipe: Recipe, free_gb: float | None, capability) -> list[tuple[str, str, str]]:

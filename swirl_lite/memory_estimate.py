@@ -13,7 +13,9 @@ Not a measurement (`swirl-lite bench gpu` measures): what each stage holds at it
 - activations: inference (generate, filter, evaluate) holds one layer's prefill at a time, whose
   widest part is the gated MLP (gate and up: 2 x intermediate per token); training keeps per token
   and layer ~18 x hidden + 8 x intermediate bytes in 16-bit (Korthikanti et al. with a gated MLP),
-  or only each layer's input with gradient checkpointing, plus one layer's full set.
+  or only each layer's input with gradient checkpointing, plus one layer's full set. With
+  `train.share_prompt` each group's state is in the batch once, beside its G actions, and
+  checkpointing is off on that path (it would drop the state's cache: `training/rl.py`).
 - LoRA + Adam: fp32 adapter weights, gradients and two Adam moments (all-linear targets).
 - logits: fp32 over the vocabulary for one position per row, twice (the softmax of sampling).
 The total adds 15% for the CUDA context, allocator fragmentation and temporary buffers.
@@ -55,6 +57,9 @@ class ModelShape:
 # Published configs of common small instruct models, for estimates without downloading one.
 KNOWN = {
     "smollm2-135m": ModelShape(134.5e6, 30, 576, 1536, 49152, 9, 3, 64),
+    # before "embedded", which its name contains: google/gemma-3-270m (model.name: embedded-gemma)
+    "embedded-gemma": ModelShape(268e6, 18, 640, 2048, 262144, 4, 1, 256, window=512, full_share=1 / 6),
+    "gemma-3-270m": ModelShape(268e6, 18, 640, 2048, 262144, 4, 1, 256, window=512, full_share=1 / 6),
     "embedded": ModelShape(134.5e6, 30, 576, 1536, 49152, 9, 3, 64),
     "gemma-3-1b": ModelShape(1.0e9, 26, 1152, 6912, 262144, 4, 1, 256, window=512, full_share=1 / 6),
     "llama-3.2-1b": ModelShape(1.236e9, 16, 2048, 8192, 128256, 32, 8, 64),
@@ -129,14 +134,18 @@ def lora_gb(shape: ModelShape, r: int) -> float:
     return shape.layers * per_layer * 16 / GB  # fp32 weight, gradient, Adam m and v
 
 
-def stage_memory(recipe: Recipe, dtype_bytes: int) -> list[StageMemory] | None:
-    """Peak memory of generate, filter, train and evaluate for `recipe` (None: unknown model size)."""
+def stage_memory(recipe: Recipe, dtype_bytes: int, seq: int | None = None) -> list[StageMemory] | None:
+    """Peak memory of generate, filter, train and evaluate for `recipe` (None: unknown model size).
+
+    At the recipe's limits (every row at `max_seq_length`, every state at `train.max_prompt_length`)
+    unless `seq` gives the longest chat to expect instead (`plan`'s predicted lengths)."""
     shape = model_shape(recipe.model.name)
     if shape is None:
         return None
     m, g, t, j = recipe.model, recipe.generate, recipe.train, recipe.judge
     weights = weights_gb(shape, m.load_in_4bit, dtype_bytes)
-    seq = m.max_seq_length
+    seq = min(seq, m.max_seq_length) if seq else m.max_seq_length
+    prompt = min(seq, t.max_prompt_length)
 
     def logits(rows: int) -> float:
         return 2 * rows * shape.vocab * 4 / GB
@@ -151,13 +160,18 @@ def stage_memory(recipe: Recipe, dtype_bytes: int) -> list[StageMemory] | None:
                            prefill_gb(shape, j.batch_size * seq, dtype_bytes), 0.0, logits(j.batch_size))
     else:  # reference judge / no process filter: no model is loaded
         filt = StageMemory("filter", 0.0, 0.0, 0.0, 0.0, 0.0)
-    tokens = t.per_device_batch_size * (t.max_prompt_length + t.max_completion_length)
     per_token_layer = (18 * shape.hidden + 8 * shape.intermediate) * dtype_bytes / 2
-    if t.gradient_checkpointing:
+    if t.share_prompt:  # states once per group of G actions, and no checkpointing on that path
+        states = max(1, t.per_device_batch_size // t.num_generations)
+        tokens = states * prompt + t.per_device_batch_size * t.max_completion_length
+        acts = tokens * shape.layers * per_token_layer / GB
+    elif t.gradient_checkpointing:
+        tokens = t.per_device_batch_size * (prompt + t.max_completion_length)
         acts = tokens * (shape.layers * shape.hidden * dtype_bytes + per_token_layer) / GB
     else:
+        tokens = t.per_device_batch_size * (prompt + t.max_completion_length)
         acts = tokens * shape.layers * per_token_layer / GB
-    sampled = kv_gb(shape, t.per_device_batch_size, t.max_prompt_length + t.max_completion_length, dtype_bytes,
+    sampled = kv_gb(shape, t.per_device_batch_size, prompt + t.max_completion_length, dtype_bytes,
                     windowed=not t.share_prompt)
     train = StageMemory("train", weights, sampled, acts, lora_gb(shape, m.lora.r),
                         logits(t.per_device_batch_size))

@@ -20,8 +20,8 @@ LAYERS = [
     {"tasks"},
     {"models", "backends", "architectures"},
     {"judges", "rollout", "training", "report"},
-    {"stages", "pipeline", "chat", "doctor", "checks"},
-    {"bench", "cli", "cli_helpers", "__main__"},
+    {"stages", "pipeline", "chat", "doctor", "checks", "plan"},
+    {"bench", "cli", "cli_helpers", "__main__", "notebook"},
 ]
 
 

@@ -45,7 +45,7 @@ class Shape:
     states: tuple[int, ...] = (600, 1500, 3000)  # state lengths in tokens
     new_tokens: int = 256
     train_steps: int = 3
-    train_batch: int = 8  # completions per step: 2 states x 4 actions, as recipes/gsm8k.yaml
+    train_batch: int = 8  # completions per step: 2 states x 4 actions, as recipes/gsm8k-full.yaml
     generations: int = 4
     max_seq_length: int = 4096
     tiny: bool = False

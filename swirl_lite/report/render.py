@@ -284,7 +284,7 @@ def closing_panel(metrics: dict | None, run_path, recipe_path: str, stages: dict
                   "[dim]  ask it questions, watch each step[/]"]
     if Path(recipe_path).stem != "learn-cpu":
         nexts += ["swirl-lite run recipes/learn-cpu.yaml", "[dim]  CPU, ~40 min: trains long enough to gain[/]"]
-    nexts += ["swirl-lite run recipes/gsm8k.yaml", "[dim]  one GPU (a T4 is enough): GSM8K, Gemma 3 1B[/]"]
+    nexts += ["swirl-lite run recipes/gsm8k.yaml", "[dim]  one GPU (a T4 is enough): GSM8K, Llama 3.2 1B[/]"]
     for i, line in enumerate(nexts):
         grid.add_row("next" if i == 0 else "", line)
     panel = Panel(grid, title="swirl-lite run: done", title_align="left", expand=False)
