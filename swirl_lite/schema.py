@@ -220,3 +220,26 @@ def split_trajectory(traj: Trajectory) -> list[SubTrajectory]:
             )
         )
     return subs
+
+
+@dataclass(frozen=True)
+class Series:
+    """One number the train stage logs per step: the trainer's log key, its name in the report's
+    training history, its labels (the live line's short one, the report's), and whether it is a share."""
+
+    log_key: str
+    name: str
+    short: str
+    label: str
+    share: bool
+    method: str  # "swirl" or "sft": whose steps log it
+
+
+# What the live train line, report.md's training line and report.html's plot show, in this order.
+# `reward` and `loss` are TRL's; the actions/* shares are logged by training/reward.py.
+TRAINING_SERIES = (
+    Series("reward", "reward", "reward", "reward", False, "swirl"),
+    Series("actions/valid", "valid_share", "valid", "valid actions", True, "swirl"),
+    Series("actions/answer", "answer_share", "answer", "answers", True, "swirl"),
+    Series("loss", "loss", "loss", "loss", False, "sft"),
+)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from swirl_lite.judges.reference import SEARCH, match_paragraph
 from swirl_lite.report.stats import bootstrap_mean_ci, mcnemar_exact, paired_bootstrap, wilson
-from swirl_lite.schema import Trajectory, read_jsonl, shard_paths
+from swirl_lite.schema import TRAINING_SERIES, Trajectory, read_jsonl, shard_paths
 from swirl_lite.tools.base import is_tool_call
 
 BASE = "base"
@@ -149,9 +149,8 @@ def compute_metrics(run_path: str | Path, seed: int = 0) -> dict:
     }
 
 
-# What the trainer logs (TRL's `reward` and `loss`; training/reward.py's action shares) -> our names.
-TRAINING_SERIES = {"reward": "reward", "actions/valid": "valid_share", "actions/answer": "answer_share",
-                   "loss": "loss", "step_time": "seconds"}
+# Besides the series the report shows (schema.TRAINING_SERIES), each step's seconds.
+LOGGED = {**{series.log_key: series.name for series in TRAINING_SERIES}, "step_time": "seconds"}
 
 
 def training_history(run_path: str | Path) -> dict | None:
@@ -184,7 +183,7 @@ def _logged_step(entry: dict) -> dict | None:
     if "train_runtime" in entry or not isinstance(entry.get("step"), int):
         return None
     out: dict = {"step": entry["step"]}
-    for key, name in TRAINING_SERIES.items():
+    for key, name in LOGGED.items():
         try:
             out[name] = float(entry[key])
         except (KeyError, TypeError, ValueError):

@@ -20,6 +20,7 @@ from swirl_lite.report.metrics import (
     headline_rows,
     terminal_rows,
 )
+from swirl_lite.schema import TRAINING_SERIES, Series
 
 Table = tuple[str, list[str], list[list[object]]]
 
@@ -95,10 +96,11 @@ def render_markdown(metrics: dict) -> str:
 
 
 # (key in training["steps"], label, shown as a percentage) per method, in plotting order.
-SERIES = {"swirl": (("reward", "reward", False), ("valid_share", "valid actions", True),
-                    ("answer_share", "answers", True)),
-          "sft": (("loss", "loss", False),)}
 SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def _shown(method: str) -> list[Series]:
+    return [series for series in TRAINING_SERIES if series.method == method]
 
 
 def training_line(training: dict | None) -> str:
@@ -107,11 +109,11 @@ def training_line(training: dict | None) -> str:
         return "Training: no logged training steps in this run (train/trainer_state.json)."
     steps = training["steps"]
     parts = []
-    for key, label, percent in SERIES[training["method"]]:
-        values = [s[key] for s in steps if key in s]
+    for series in _shown(training["method"]):
+        values = [s[series.name] for s in steps if series.name in s]
         if values:
-            shown = [f"{100 * v:.0f}%" if percent else f"{v:.3g}" for v in (values[0], values[-1])]
-            parts.append(f"{label} {shown[0]} → {shown[1]} {sparkline(values)}")
+            shown = [f"{100 * v:.0f}%" if series.share else f"{v:.3g}" for v in (values[0], values[-1])]
+            parts.append(f"{series.label} {shown[0]} → {shown[1]} {sparkline(values)}")
     return f"Training ({training['method']}, {len(steps)} logged steps, first → last): " + ", ".join(parts) + "."
 
 
@@ -192,10 +194,10 @@ def plots(metrics: dict) -> list[tuple[str, str]]:
 def _training_plot(training: dict, plt) -> tuple[str, str]:
     """Each logged step's numbers as lines: shares on a 0-1 axis, with the reward (swirl); loss (sft)."""
     fig, ax = plt.subplots(figsize=(6, 3.6))
-    for key, label, _ in SERIES[training["method"]]:
-        points = [(s["step"], s[key]) for s in training["steps"] if key in s]
+    for series in _shown(training["method"]):
+        points = [(s["step"], s[series.name]) for s in training["steps"] if series.name in s]
         if points:
-            ax.plot(*zip(*points, strict=True), marker="o" if len(points) < 30 else None, label=label)
+            ax.plot(*zip(*points, strict=True), marker="o" if len(points) < 30 else None, label=series.label)
     ax.set_xlabel("training step")
     if training["method"] == "swirl":
         ax.set_ylim(0, max([1.05, *(s.get("reward", 0) for s in training["steps"])]))

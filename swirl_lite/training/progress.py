@@ -12,21 +12,16 @@ import os
 import time
 
 from swirl_lite.console import console, progress
-
-# (log key, label, as a percentage) in the order shown; the reward's actions/* shares are
-# logged by training/reward.py, `reward` and `loss` by TRL.
-FIELDS = (("reward", "reward", False), ("actions/valid", "valid", True),
-          ("actions/answer", "answer", True), ("loss", "loss", False))
+from swirl_lite.schema import TRAINING_SERIES
 
 
 def step_line(logs: dict, method: str) -> str:
     """`reward 0.31 valid 62% answer 25%` (swirl) or `loss 1.23` (sft), from one log entry."""
-    wanted = ("loss",) if method == "sft" else ("reward", "actions/valid", "actions/answer")
     parts = []
-    for key, label, percent in FIELDS:
-        value = _number(logs.get(key)) if key in wanted else None
+    for series in TRAINING_SERIES:
+        value = _number(logs.get(series.log_key)) if series.method == method else None
         if value is not None:
-            parts.append(f"{label} {100 * value:.0f}%" if percent else f"{label} {value:.2f}")
+            parts.append(f"{series.short} {100 * value:.0f}%" if series.share else f"{series.short} {value:.2f}")
     return " ".join(parts)
 
 
