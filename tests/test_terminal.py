@@ -45,6 +45,10 @@ def test_a_tiny_run_prints_what_a_person_can_read(tmp_path, tiny_model_dir):
     assert not wide_tables, wide_tables
     train_line = next(line for line in lines if line.startswith("train ━"))
     assert "2/2" in train_line and "reward" in train_line and "s/step" in train_line
+    # output to a pipe: every logged step also as a plain line, since a live display is drawn once
+    steps = [line for line in lines if line.startswith("train step ")]
+    assert [line.split()[2] for line in steps] == ["1/2", "2/2"] and all("reward" in line for line in steps)
+    assert "cost" in out and "peak RSS" in out  # the closing panel's wall time and memory
     assert "swirl-lite run: done" in out and "result" in out and "learn-cpu" in out
 
     run = tmp_path / "runs" / "tiny"

@@ -3,7 +3,8 @@ step logged (RL: reward, valid-action share, answer share; SFT: loss) and second
 
 It replaces the trainer's own printers (transformers' ProgressCallback prints tqdm plus every log
 dict, PrinterCallback prints the dicts): the full logs stay in `train/trainer_state.json`.
-Without a live terminal (SWIRL_LITE_NO_PROGRESS, CI logs) each logged step is one plain line.
+Without a live terminal (output to a file or pipe, or SWIRL_LITE_NO_PROGRESS) each logged step is
+one plain line.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ def show_progress(trainer, method: str) -> None:
 
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
-    live = not os.environ.get("SWIRL_LITE_NO_PROGRESS")
+    # A log file or a pipe gets no live display (rich draws it once, at the end): a plain line per step.
+    live = (console.is_terminal or console.is_jupyter) and not os.environ.get("SWIRL_LITE_NO_PROGRESS")
 
     class LiveLine(TrainerCallback):
         def __init__(self):
