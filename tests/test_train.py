@@ -366,6 +366,17 @@ def test_shared_prompt_loss_equals_trls_per_row_path(tiny_model_dir):
     assert any(g.abs().sum() > 0 for g in ref_grads.values())
     for name, g in ref_grads.items():
         torch.testing.assert_close(new_grads[name], g, rtol=1e-6, atol=1e-6, msg=name)  # TRL's head: float32 inside
+    # train.gradient_checkpointing: each state's forward recomputed in backward, same numbers
+    recomputed = []
+    handle = model.get_base_model().model.layers[0].register_forward_hook(lambda *a: recomputed.append(1))
+    logps_ckpt, _ = shared_prompt.logps_and_entropies(model, ids, mask, C, compute_entropy=False, checkpointed=True)
+    torch.testing.assert_close(logps_ckpt * cmask, logps * cmask, rtol=1e-12, atol=1e-12)
+    forwards = len(recomputed)
+    ckpt_grads = grads(logps_ckpt)
+    handle.remove()
+    assert len(recomputed) == forwards + 2  # the two states ran again in the backward pass
+    for name, g in new_grads.items():
+        torch.testing.assert_close(ckpt_grads[name], g, rtol=1e-12, atol=1e-12, msg=name)
 
 
 def test_shared_prompt_generate_matches_plain_generate(tiny_model_dir):

@@ -107,11 +107,13 @@ def shared_prompt_trainer():
                 return super()._get_per_token_logps_and_entropies(
                     model, input_ids, attention_mask, logits_to_keep, batch_size=batch_size,
                     compute_entropy=compute_entropy, compute_aux_loss=compute_aux_loss, **extra)
-            # Gradient checkpointing drops caches; one pass per state needs little memory anyway.
+            # transformers' gradient checkpointing drops caches: the states' forward passes are
+            # checkpointed whole instead (train.gradient_checkpointing), the actions' are kept.
             with disable_gradient_checkpointing(self.model, self.args.gradient_checkpointing_kwargs), \
                     self.accelerator.autocast():
                 logps, entropies = shared_prompt.logps_and_entropies(
-                    model, input_ids, attention_mask, logits_to_keep, compute_entropy, groups)
+                    model, input_ids, attention_mask, logits_to_keep, compute_entropy, groups,
+                    checkpointed=bool(self.args.gradient_checkpointing))
             return logps, entropies, None
 
     return SharedPromptGRPOTrainer

@@ -18,12 +18,13 @@ the window and actions crossing it.
 
 Written here because neither TRL nor transformers shares a prompt across a group (TRL's vLLM mode
 shares the prefill, but vLLM is not on the CPU or Colab path); used only for decoders whose cache is
-transformers' DynamicCache of attention layers (full or sliding-window), in one process, without
-gradient checkpointing (which drops caches): anything else uses TRL's path.
+transformers' DynamicCache of attention layers (full or sliding-window), in one process: anything else uses TRL's path. transformers' gradient checkpointing drops caches,
+so under `train.gradient_checkpointing` each state's forward is checkpointed here instead.
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from swirl_lite.compat import with_cache
@@ -58,26 +59,64 @@ def supported(model) -> bool:
     return True
 
 
-def _prefix_cache(model, prefix, repeats: int):
-    """Keys and values of `prefix` (1-D ids) for `repeats` rows; None for an empty prefix."""
+def _prefix_cache(model, prefix, repeats: int, checkpointed: bool = False):
+    """Keys and values of `prefix` (1-D ids) for `repeats` rows; None for an empty prefix.
+
+    `checkpointed` (the loss, under `train.gradient_checkpointing`): the prefix's activations are not
+    kept for the backward pass but recomputed there (torch's non-reentrant checkpoint); only its
+    keys and values stay. A state is most of a GRPO row, so this is most of the activation memory,
+    for one more forward pass of each state. The gradients are the same.
+    """
+    import torch
+
     from swirl_lite.backends.hf import plain_cache
 
     if prefix.numel() == 0:
         return None
-    cache = plain_cache(model.config)
-    model(input_ids=prefix[None], use_cache=True, logits_to_keep=1, **with_cache(model, cache))
+    if checkpointed and torch.is_grad_enabled():
+        from torch.utils.checkpoint import checkpoint
+
+        def keys_and_values(ids):
+            # Also when recomputed in the backward pass, where the trainer has switched transformers'
+            # own checkpointing back on (it would drop the cache and save other tensors).
+            part = plain_cache(model.config)
+            with _layer_checkpointing_off(model):
+                model(input_ids=ids[None], use_cache=True, logits_to_keep=1, **with_cache(model, part))
+            return tuple(t for layer in part.layers for t in (layer.keys, layer.values))
+
+        flat = checkpoint(keys_and_values, prefix, use_reentrant=False)
+        cache = plain_cache(model.config)
+        for i, layer in enumerate(cache.layers):
+            layer.update(flat[2 * i], flat[2 * i + 1])
+    else:
+        cache = plain_cache(model.config)
+        model(input_ids=prefix[None], use_cache=True, logits_to_keep=1, **with_cache(model, cache))
     if repeats > 1:
         cache.batch_repeat_interleave(repeats)
     return cache
 
 
+@contextlib.contextmanager
+def _layer_checkpointing_off(model):
+    """transformers' per-layer gradient checkpointing off for the block, then as it was."""
+    layers = [m for m in model.modules() if getattr(m, "gradient_checkpointing", False) is True]
+    for m in layers:
+        m.gradient_checkpointing = False
+    try:
+        yield
+    finally:
+        for m in layers:
+            m.gradient_checkpointing = True
+
+
 def logps_and_entropies(model, input_ids, attention_mask, logits_to_keep: int, compute_entropy: bool,
-                        groups: list[list[int]] | None = None):
+                        groups: list[list[int]] | None = None, checkpointed: bool = False):
     """TRL's per-token log-probabilities (and entropies) of the last `logits_to_keep` tokens.
 
     The model must carry TRL's fused LM head (`fused_lm_head=True` returns log-probabilities at the
     temperature TRL set). Prompts may be left-padded; completions right-padded (mask 0). `groups`:
-    the prompts' `prompt_groups`, when the caller has them already.
+    the prompts' `prompt_groups`, when the caller has them already. `checkpointed`: each state's
+    activations are recomputed in the backward pass instead of kept (`_prefix_cache`).
     """
     import torch
 
@@ -91,7 +130,7 @@ def logps_and_entropies(model, input_ids, attention_mask, logits_to_keep: int, c
         k = len(rows)
         # The cache holds the prompt but its last token, which goes in front of the completion so
         # that its output (the first completion token's distribution) comes from the same call.
-        cache = _prefix_cache(model, prompt[:-1], k)
+        cache = _prefix_cache(model, prompt[:-1], k, checkpointed)
         completion, completion_mask = input_ids[rows, -C:], attention_mask[rows, -C:]
         ids = torch.cat([prompt[-1:].expand(k, 1), completion], dim=1)
         mask = torch.cat([prompt_mask.new_ones(k, prompt.numel()), completion_mask], dim=1)
