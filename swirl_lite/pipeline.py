@@ -51,8 +51,15 @@ def stage_inputs(stage: str, recipe: Recipe) -> dict[str, Any]:
 
 def changed_settings(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """'section.key old -> new' for each setting both know that differs (keys sorted). A key only
-    one side has (a setting added or dropped by another swirl-lite version) is not a change."""
-    return [f"{k} {old[k]!r} -> {new[k]!r}" for k in sorted(old.keys() & new.keys()) if old[k] != new[k]]
+    one side has (a setting added or dropped by another swirl-lite version) is not a change, also
+    inside a nested section (`generate.openai`)."""
+    return [f"{k} {old[k]!r} -> {new[k]!r}" for k in sorted(old.keys() & new.keys()) if _differs(old[k], new[k])]
+
+
+def _differs(old: Any, new: Any) -> bool:
+    if isinstance(old, dict) and isinstance(new, dict):
+        return any(_differs(old[k], new[k]) for k in old.keys() & new.keys())
+    return old != new
 
 
 def _describe(changes: list[str]) -> str:

@@ -134,3 +134,15 @@ def test_each_stage_records_its_wall_time_and_peak_memory(tmp_path, monkeypatch)
     assert stages["split"]["wall_s"] >= 0.5 and stages["generate"]["wall_s"] < stages["split"]["wall_s"]
     if sys.platform.startswith("linux"):
         assert stages["split"]["peak_rss_gb"] >= stages["generate"]["peak_rss_gb"] + 0.5
+
+
+def test_a_setting_added_by_a_newer_version_does_not_redo_a_stage():
+    # A manifest written before `generate.openai.send_seed` existed: same settings otherwise.
+    old = {"generate.temperature": 0.7, "generate.openai": {"base_url": None, "concurrency": 16}}
+    new = {"generate.temperature": 0.7, "generate.openai": {"base_url": None, "concurrency": 16, "send_seed": True},
+           "generate.chunk_tokens": 0}
+    assert pipeline.changed_settings(old, new) == []
+    new["generate.openai"]["concurrency"] = 8
+    assert pipeline.changed_settings(old, new) == [
+        "generate.openai {'base_url': None, 'concurrency': 16} -> "
+        "{'base_url': None, 'concurrency': 8, 'send_seed': True}"]
