@@ -306,8 +306,9 @@ def cost_lines(stages: dict) -> list[str]:
         if peaks:
             top = max(peaks, key=peaks.get)
             lines[0] += f", {label} {peaks[top]:.1f} GB ({top})"
-    lines.append(" · ".join(f"{name} {_clock(s['wall_s'])}" for name, s in timed.items()))
-    return lines
+    shown = {name: s for name, s in timed.items() if s["wall_s"] >= 1} or timed
+    line = " · ".join(f"{name} {_clock(s['wall_s'])}" for name, s in shown.items())
+    return lines + [line + (" (others under 1 s)" if len(shown) < len(timed) else "")]
 
 
 def _clock(seconds: float) -> str:
