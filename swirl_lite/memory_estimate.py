@@ -14,8 +14,10 @@ Not a measurement (`swirl-lite bench gpu` measures): what each stage holds at it
   widest part is the gated MLP (gate and up: 2 x intermediate per token); training keeps per token
   and layer ~18 x hidden + 8 x intermediate bytes in 16-bit (Korthikanti et al. with a gated MLP),
   or only each layer's input with gradient checkpointing, plus one layer's full set. With
-  `train.share_prompt` each group's state is in the batch once, beside its G actions, and
-  checkpointing is off on that path (it would drop the state's cache: `training/rl.py`).
+  `train.share_prompt` each group's state is in the batch once, beside its G actions; there
+  gradient checkpointing keeps of a state only its keys and values (its forward is recomputed in
+  the backward pass, one state's full set at a time: `training/shared_prompt.py`), and the
+  actions' activations in full.
 - LoRA + Adam: fp32 adapter weights, gradients and two Adam moments (all-linear targets).
 - logits: fp32 over the vocabulary for one position per row, twice (the softmax of sampling).
 The total adds 15% for the CUDA context, allocator fragmentation and temporary buffers.
@@ -161,10 +163,14 @@ def stage_memory(recipe: Recipe, dtype_bytes: int, seq: int | None = None) -> li
     else:  # reference judge / no process filter: no model is loaded
         filt = StageMemory("filter", 0.0, 0.0, 0.0, 0.0, 0.0)
     per_token_layer = (18 * shape.hidden + 8 * shape.intermediate) * dtype_bytes / 2
-    if t.share_prompt:  # states once per group of G actions, and no checkpointing on that path
+    if t.share_prompt:  # states once per group of G actions
         states = max(1, t.per_device_batch_size // t.num_generations)
-        tokens = states * prompt + t.per_device_batch_size * t.max_completion_length
-        acts = tokens * shape.layers * per_token_layer / GB
+        actions = t.per_device_batch_size * t.max_completion_length
+        if t.gradient_checkpointing:  # each state's keys and values, plus one state's full set at a time
+            kept = states * prompt * 2 * shape.layers * shape.kv_heads * shape.head_dim * dtype_bytes
+            acts = (kept + (prompt + actions) * shape.layers * per_token_layer) / GB
+        else:
+            acts = (states * prompt + actions) * shape.layers * per_token_layer / GB
     elif t.gradient_checkpointing:
         tokens = t.per_device_batch_size * (prompt + t.max_completion_length)
         acts = tokens * (shape.layers * shape.hidden * dtype_bytes + per_token_layer) / GB

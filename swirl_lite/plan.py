@@ -271,6 +271,9 @@ def _train(recipe: Recipe, cost: _Cost, t: TaskTokens, state: float) -> tuple[in
     sample = cost.prefill(state_rows * state, state) + tr.gradient_accumulation_steps * cost.decode(
         action, tr.per_device_batch_size, state)
     trained = state_rows * state + completions * action
+    # Shared states under checkpointing recompute their forward passes (training/shared_prompt.py):
+    # not counted, since the CPU figures were fitted on runs from before it, and on the quickstart
+    # it cost ~7% a step, within the noise of that (loaded) measurement (README, Quickstart).
     passes = 2 + (tr.gradient_checkpointing and not shared) + (tr.beta > 0)
     loss = cost.prefill(trained, state, passes)
     reward = 0.0 if recipe.judge.kind == "reference" else cost.prefill(completions * (state + action + 150), state)

@@ -174,15 +174,20 @@ def test_recipe_header_states_the_plans_prediction(recipe):
 
 
 def test_shared_states_hold_each_state_once_without_checkpointing():
-    """train.share_prompt: a group's state is in the batch once beside its G actions, and the
-    shared path turns gradient checkpointing off, so the activations are the state's once plus the
-    actions', at full depth; TRL's per-row path checkpoints G copies of the state."""
+    """train.share_prompt: a group's state is in the batch once beside its G actions. Without
+    checkpointing, the activations are the state's once plus the actions', at full depth; with it,
+    each state keeps only its keys and values, plus one state's full set during its recompute.
+    TRL's per-row path checkpoints G copies of the state."""
     from swirl_lite.memory_estimate import stage_memory
 
     recipe = load_recipe(ROOT / "recipes" / "learn-cpu.yaml")  # 16 actions = 2 states x 8
-    shared = stage_memory(recipe, 4)[2].activations
+    assert recipe.train.gradient_checkpointing
+    kept = stage_memory(recipe, 4)[2].activations
+    shared = stage_memory(load_recipe(ROOT / "recipes" / "learn-cpu.yaml", ["train.gradient_checkpointing=false"]), 4)[2]
     per_row = stage_memory(load_recipe(ROOT / "recipes" / "learn-cpu.yaml", ["train.share_prompt=false"]), 4)[2]
-    tokens = 2 * 1024 + 16 * 48
     layer = (18 * 576 + 8 * 1536) * 4 / 2
-    assert abs(shared - tokens * 30 * layer / 1024**3) < 1e-9
+    kv = 2 * 30 * 3 * 64 * 4  # SmolLM2-135M: 30 layers, 3 KV heads of 64, fp32
+    assert abs(shared.activations - (2 * 1024 + 16 * 48) * 30 * layer / 1024**3) < 1e-9
+    assert abs(kept - (2 * 1024 * kv + (1024 + 16 * 48) * 30 * layer) / 1024**3) < 1e-9
+    assert kept < 0.7 * shared.activations
     assert abs(per_row.activations - 16 * (1024 + 48) * (30 * 576 * 4 + layer) / 1024**3) < 1e-9
