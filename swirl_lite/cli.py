@@ -167,6 +167,32 @@ for _stage in available_stages():
 
 
 @main.command()
+@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.option("--seeds", default="0,1,2", show_default=True, help="Training seeds (train.seed), comma-separated.")
+@click.option("--variant", "variants", multiple=True, metavar="'NAME: KEY=VALUE ...'",
+              help="A setting to compare (repeatable), e.g. 'state: filter.strategy=process filter.unit=state'.")
+@click.option("--set", "overrides", multiple=True, help=SET_HELP)
+def sweep(recipe: str, seeds: str, variants: tuple[str, ...], overrides: tuple[str, ...]) -> None:
+    """Run the recipe per variant and training seed on one generation; gains with mean and range."""
+    from swirl_lite.config import RecipeError
+    from swirl_lite.console import error
+    from swirl_lite.sweep import parse_seeds, parse_variant
+    from swirl_lite.sweep import sweep as run_sweep
+
+    resolved = load_or_exit(recipe, overrides)
+    try:
+        parsed = [parse_variant(v) for v in variants]
+        seed_list = parse_seeds(seeds)
+        run_sweep(resolved, parsed, seed_list)
+    except RecipeError as exc:
+        for problem in exc.errors:
+            error(problem)
+        sys.exit(2)
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        fail(exc)
+
+
+@main.command()
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(file_okay=False))
 def report(run_dirs: tuple[str, ...]) -> None:
     """Rebuild report.md/.html and metrics.json from saved trajectories; two or more runs: compare."""

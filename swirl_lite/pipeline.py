@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+from collections.abc import Callable
 from typing import Any
 
 from swirl_lite.config import Recipe
@@ -66,9 +67,11 @@ def _describe(changes: list[str]) -> str:
     return "; ".join(changes[:3]) + (f"; and {len(changes) - 3} more" if len(changes) > 3 else "")
 
 
-def run_stage(stage: str, recipe: Recipe, run: RunDir, force: bool = False) -> dict | None:
+def run_stage(stage: str, recipe: Recipe, run: RunDir, force: bool = False,
+              before: Callable[[str], None] | None = None) -> dict | None:
     """Run one stage unless the manifest says it finished with the same settings; `force` deletes
-    its output first. Returns the summary, or None when skipped."""
+    its output first. `before(stage)` is called just before the stage runs (after any deletion).
+    Returns the summary, or None when skipped."""
     inputs = stage_inputs(stage, recipe)
     manifest = run.manifest()
     entry = manifest["stages"].get(stage)
@@ -90,6 +93,8 @@ def run_stage(stage: str, recipe: Recipe, run: RunDir, force: bool = False) -> d
     console.rule(f"[bold]{stage}")
     run.mark_started(stage, inputs)
     module = importlib.import_module(f"swirl_lite.stages.{stage}")
+    if before is not None:
+        before(stage)
     peak = StagePeak()
     try:
         with peak:  # the stage's wall time and peak memory, for the closing panel and the manifest
@@ -100,14 +105,15 @@ def run_stage(stage: str, recipe: Recipe, run: RunDir, force: bool = False) -> d
     return summary
 
 
-def run_pipeline(recipe: Recipe, run: RunDir, from_stage: str | None = None, force: bool = False) -> None:
+def run_pipeline(recipe: Recipe, run: RunDir, from_stage: str | None = None, force: bool = False,
+                 before: Callable[[str], None] | None = None) -> None:
     """All available stages in order. `from_stage` redoes that stage and every later one, and so
-    does a stage that reruns because the recipe changed."""
+    does a stage that reruns because the recipe changed. `before`: as for `run_stage`."""
     stages = available_stages()
     if from_stage is not None and from_stage not in stages:
         raise ValueError(f"--from {from_stage}: not a stage; choose one of {', '.join(stages)}")
     redo = False
     for stage in stages:
         redo = redo or stage == from_stage
-        ran = run_stage(stage, recipe, run, force=force or redo)
+        ran = run_stage(stage, recipe, run, force=force or redo, before=before)
         redo = redo or ran is not None

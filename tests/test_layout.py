@@ -20,7 +20,7 @@ LAYERS = [
     {"tasks"},
     {"models", "backends", "architectures"},
     {"judges", "rollout", "training", "report"},
-    {"stages", "pipeline", "chat", "doctor", "checks", "plan"},
+    {"stages", "pipeline", "chat", "doctor", "checks", "plan", "sweep"},
     {"bench", "cli", "cli_helpers", "__main__", "notebook"},
 ]
 

@@ -1,0 +1,192 @@
+"""`swirl-lite sweep`: one recipe over several training seeds and settings, on one generation.
+
+    swirl-lite sweep recipes/learn-cpu.yaml --seeds 0,1,2 --set eval.seed=1 \
+      --variant "none: filter.strategy=none" \
+      --variant "process-state: filter.strategy=process filter.unit=state"
+
+A learning claim from one training run is one draw: the same recipe's gain moved from +31 to +19
+points between two reruns here. This runs every (variant, seed) as its own run directory,
+`output.dir/<name>-<variant>-s<seed>`, with `train.seed` set to the seed, and ends with each run's
+gain over the base model (points, McNemar p) and each variant's mean and range over the seeds.
+
+What is shared, not redone: the first run generates and splits; every later run whose generation
+settings are the same starts from a copy of those stages' output (and their manifest entries), and
+from a copy of the base model's evaluation when the settings it depends on are the same (model,
+data, tools, generate, eval), so each further run costs its filter, training and the trained
+model's evaluation. A variant that changes a generation setting generates its own. An interrupted
+sweep resumes: every run resumes as `swirl-lite run` does, and copies are made only into runs that
+lack them. The table is also written to `output.dir/<name>-sweep.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+from swirl_lite.config import Recipe, RecipeError, apply_overrides, build_recipe, parse_override
+from swirl_lite.console import console, summary_table
+from swirl_lite.pipeline import run_pipeline, stage_inputs
+from swirl_lite.runs import RunDir, write_text_atomic
+
+SHARED = ("generate", "split")  # stages whose output later runs copy
+BASE = "base"
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    overrides: tuple[str, ...]
+
+
+def parse_variant(text: str) -> Variant:
+    """`NAME: key=value key=value` (or just `NAME:` for the recipe as it is)."""
+    name, sep, rest = text.partition(":")
+    name = name.strip()
+    if not sep or not name or not name.replace("-", "").replace("_", "").isalnum():
+        raise RecipeError([f"--variant {text!r}: write NAME: key=value ..., NAME of letters, digits, - or _"])
+    overrides = tuple(rest.split())
+    for item in overrides:
+        if "=" not in item:
+            raise RecipeError([f"--variant {name}: {item!r} is not key=value"])
+        parse_override(item)
+    return Variant(name, overrides)
+
+
+def parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        seeds = []
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise RecipeError([f"--seeds {text!r}: write distinct integers separated by commas, e.g. 0,1,2"])
+    return seeds
+
+
+def plan_runs(recipe: Recipe, variants: list[Variant], seeds: list[int]) -> list[tuple[str, int, Recipe]]:
+    """(variant name, seed, recipe) for every run, named `<name>-<variant>-s<seed>`."""
+    base = recipe.model_dump(mode="json")
+    runs = []
+    for variant in variants or [Variant("recipe", ())]:
+        for seed in seeds:
+            sets = [*variant.overrides, f"train.seed={seed}",
+                    f"output.name={recipe.run_name}-{variant.name}-s{seed}"]
+            runs.append((variant.name, seed, build_recipe(apply_overrides(json.loads(json.dumps(base)), sets),
+                                                          f"--variant {variant.name}")))
+    return runs
+
+
+def _base_eval_inputs(recipe: Recipe) -> dict:
+    """What the base model's evaluation depends on: generation's settings and the eval section."""
+    dumped = recipe.model_dump(mode="json")
+    return {**stage_inputs("generate", recipe), **{f"eval.{k}": v for k, v in dumped["eval"].items()}}
+
+
+def seed_from(source: RunDir, source_recipe: Recipe, target: RunDir, recipe: Recipe) -> list[str]:
+    """Copy the shared stages from `source` into `target` where their settings match and `target`
+    lacks them; returns what was copied."""
+    copied = []
+    done = source.manifest()["stages"]
+    for stage in SHARED:
+        if stage not in done or target.is_done(stage) or stage_inputs(stage, recipe) != done[stage].get("inputs"):
+            break  # later stages depend on this one: copy none of them
+        if (target / stage).exists():
+            shutil.rmtree(target / stage)  # a partial output of its own, from a crash: the copy is whole
+        shutil.copytree(source / stage, target / stage)
+        entry = {k: v for k, v in done[stage].items() if k != "finished_at"}
+        target.mark_done(stage, {**entry, "copied_from": source.path.name})
+        copied.append(stage)
+    return copied
+
+
+def copy_base_evaluation(source: RunDir, source_recipe: Recipe, target: RunDir, recipe: Recipe) -> bool:
+    """The base model's graded trajectories from `source` into `target`, when the settings they
+    depend on match and `target` has none (its evaluate stage then skips the base model)."""
+    base = Path(source / "evaluate") / BASE
+    mine = Path(target / "evaluate") / BASE
+    if base.is_dir() and not mine.exists() and _base_eval_inputs(recipe) == _base_eval_inputs(source_recipe):
+        files = [f for f in base.glob("*.jsonl") if not f.name.startswith(".")]
+        if files:
+            mine.mkdir(parents=True)
+            for f in files:
+                shutil.copy2(f, mine / f.name)
+            return True
+    return False
+
+
+def outcome(run: RunDir, task: str) -> dict | None:
+    """The trained model against the base on the training task, from the run's metrics.json."""
+    try:
+        metrics = json.loads((run / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return None
+    rows = {(r["model"], r["task"]): r for r in metrics.get("results", [])}
+    for c in metrics.get("comparisons", []):
+        if c["task"] == task and (BASE, task) in rows and (c["model"], task) in rows:
+            base, trained = rows[BASE, task], rows[c["model"], task]
+            return {"base": f"{base['correct']}/{base['n']}", "trained": f"{trained['correct']}/{trained['n']}",
+                    "gain_pts": round(100 * c["accuracy_diff"], 1), "mcnemar_p": c["mcnemar_p"], "model": c["model"]}
+    return None
+
+
+def sweep(recipe: Recipe, variants: list[Variant], seeds: list[int], lock: bool = True) -> dict:
+    """Run every (variant, seed); print and return the table."""
+    runs = plan_runs(recipe, variants, seeds)
+    results = []
+    source: tuple[RunDir, Recipe] | None = None
+    for n, (variant, seed, run_recipe) in enumerate(runs, 1):
+        run = RunDir.for_recipe(run_recipe, lock=lock)
+        try:
+            console.rule(f"[bold]sweep {n}/{len(runs)}: {variant}, train.seed {seed} ({run.path.name})")
+            before = None
+            if source is not None:
+                copied = seed_from(*source, run, run_recipe)
+                if copied:
+                    console.print(f"[dim]sweep: {', '.join(copied)} copied from {source[0].path.name}[/]")
+
+                def before(stage: str, source=source, run=run, run_recipe=run_recipe) -> None:
+                    # just before evaluate runs: a redo of it would delete an earlier copy
+                    if stage == "evaluate" and copy_base_evaluation(*source, run, run_recipe):
+                        console.print(f"[dim]sweep: base model's evaluation copied from {source[0].path.name}[/]")
+            run_pipeline(run_recipe, run, before=before)
+        finally:
+            if lock:
+                run.unlock()
+        if source is None:
+            source = (run, run_recipe)
+        results.append({"variant": variant, "seed": seed, "run": run.path.name,
+                        **(outcome(run, run_recipe.data.task) or {})})
+    table = {"recipe": recipe.run_name, "task": recipe.data.task, "runs": results, "variants": summarize(results)}
+    out = Path(recipe.output.dir) / f"{recipe.run_name}-sweep.json"
+    write_text_atomic(out, json.dumps(table, indent=2))
+    print_table(table)
+    console.print(f"sweep: {out}")
+    return table
+
+
+def summarize(results: list[dict]) -> list[dict]:
+    """Per variant: mean gain in points over its seeds, the range, and how many had p < 0.05."""
+    out = []
+    for variant in dict.fromkeys(r["variant"] for r in results):
+        gains = [r for r in results if r["variant"] == variant and "gain_pts" in r]
+        if not gains:
+            continue
+        points = [r["gain_pts"] for r in gains]
+        out.append({"variant": variant, "seeds": len(gains), "mean_gain_pts": round(statistics.mean(points), 1),
+                    "min_gain_pts": min(points), "max_gain_pts": max(points),
+                    "significant": sum(r["mcnemar_p"] < 0.05 for r in gains)})
+    return out
+
+
+def print_table(table: dict) -> None:
+    rows = [(r["variant"], r["seed"], r.get("base", "-"), r.get("trained", "-"),
+             f"{r['gain_pts']:+.1f}" if "gain_pts" in r else "-",
+             f"{r['mcnemar_p']:.2g}" if "mcnemar_p" in r else "-") for r in table["runs"]]
+    console.print(summary_table(f"sweep: {table['recipe']} on {table['task']}", rows,
+                                ("variant", "seed", "base", "trained", "gain (pts)", "McNemar p")))
+    rows = [(v["variant"], v["seeds"], f"{v['mean_gain_pts']:+.1f}",
+             f"{v['min_gain_pts']:+.1f} .. {v['max_gain_pts']:+.1f}", f"{v['significant']}/{v['seeds']}")
+            for v in table["variants"]]
+    console.print(summary_table("sweep: over seeds", rows, ("variant", "seeds", "mean gain", "range", "p < 0.05")))
