@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import types
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -100,7 +101,8 @@ def test_bad_variants_and_seeds_are_one_line_each(tmp_path):
         parse_variant("no colon here")
     with pytest.raises(RecipeError, match="is not key=value"):
         parse_variant("x: filter.strategy")
-    result = CliRunner().invoke(main, ["sweep", "recipes/quickstart.yaml", "--seeds", "0,x",
+    quickstart = Path(__file__).resolve().parents[1] / "recipes" / "quickstart.yaml"
+    result = CliRunner().invoke(main, ["sweep", str(quickstart), "--seeds", "0,x",
                                        "--set", f"output.dir={tmp_path}"])
     assert result.exit_code == 2 and "--seeds '0,x': write distinct integers" in result.output
     assert not any(tmp_path.iterdir())  # nothing written before the sweep could start
