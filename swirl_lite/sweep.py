@@ -84,7 +84,7 @@ def _base_eval_inputs(recipe: Recipe) -> dict:
     return {**stage_inputs("generate", recipe), **{f"eval.{k}": v for k, v in dumped["eval"].items()}}
 
 
-def seed_from(source: RunDir, source_recipe: Recipe, target: RunDir, recipe: Recipe) -> list[str]:
+def seed_from(source: RunDir, target: RunDir, recipe: Recipe) -> list[str]:
     """Copy the shared stages from `source` into `target` where their settings match and `target`
     lacks them; returns what was copied."""
     copied = []
@@ -142,7 +142,7 @@ def sweep(recipe: Recipe, variants: list[Variant], seeds: list[int], lock: bool 
             console.rule(f"[bold]sweep {n}/{len(runs)}: {variant}, train.seed {seed} ({run.path.name})")
             before = None
             if source is not None:
-                copied = seed_from(*source, run, run_recipe)
+                copied = seed_from(source[0], run, run_recipe)
                 if copied:
                     console.print(f"[dim]sweep: {', '.join(copied)} copied from {source[0].path.name}[/]")
 

@@ -18,8 +18,9 @@ the window and actions crossing it.
 
 Written here because neither TRL nor transformers shares a prompt across a group (TRL's vLLM mode
 shares the prefill, but vLLM is not on the CPU or Colab path); used only for decoders whose cache is
-transformers' DynamicCache of attention layers (full or sliding-window), in one process: anything else uses TRL's path. transformers' gradient checkpointing drops caches,
-so under `train.gradient_checkpointing` each state's forward is checkpointed here instead.
+transformers' DynamicCache of attention layers (full or sliding-window), in one process: anything
+else uses TRL's path. transformers' gradient checkpointing drops caches, so under
+`train.gradient_checkpointing` each state's forward is checkpointed here instead.
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ def _prefix_cache(model, prefix, repeats: int, checkpointed: bool = False):
 
     if prefix.numel() == 0:
         return None
+    cache = plain_cache(model.config)
     if checkpointed and torch.is_grad_enabled():
         from torch.utils.checkpoint import checkpoint
 
@@ -85,11 +87,9 @@ def _prefix_cache(model, prefix, repeats: int, checkpointed: bool = False):
             return tuple(t for layer in part.layers for t in (layer.keys, layer.values))
 
         flat = checkpoint(keys_and_values, prefix, use_reentrant=False)
-        cache = plain_cache(model.config)
         for i, layer in enumerate(cache.layers):
             layer.update(flat[2 * i], flat[2 * i + 1])
     else:
-        cache = plain_cache(model.config)
         model(input_ids=prefix[None], use_cache=True, logits_to_keep=1, **with_cache(model, cache))
     if repeats > 1:
         cache.batch_repeat_interleave(repeats)
