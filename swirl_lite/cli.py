@@ -174,20 +174,16 @@ for _stage in available_stages():
 @click.option("--set", "overrides", multiple=True, help=SET_HELP)
 def sweep(recipe: str, seeds: str, variants: tuple[str, ...], overrides: tuple[str, ...]) -> None:
     """Run the recipe per variant and training seed on one generation; gains with mean and range."""
+    from swirl_lite.cli_helpers import recipe_exit
     from swirl_lite.config import RecipeError
-    from swirl_lite.console import error
     from swirl_lite.sweep import parse_seeds, parse_variant
     from swirl_lite.sweep import sweep as run_sweep
 
     resolved = load_or_exit(recipe, overrides)
     try:
-        parsed = [parse_variant(v) for v in variants]
-        seed_list = parse_seeds(seeds)
-        run_sweep(resolved, parsed, seed_list)
+        run_sweep(resolved, [parse_variant(v) for v in variants], parse_seeds(seeds))
     except RecipeError as exc:
-        for problem in exc.errors:
-            error(problem)
-        sys.exit(2)
+        recipe_exit(exc)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         fail(exc)
 

@@ -17,16 +17,22 @@ def load_or_exit(recipe_path: str | None, overrides: tuple[str, ...] = (), defau
     import copy
 
     from swirl_lite.config import RecipeError, apply_overrides, build_recipe, load_recipe
-    from swirl_lite.console import error
 
     try:
         if recipe_path:
             return load_recipe(recipe_path, overrides)
         return build_recipe(apply_overrides(copy.deepcopy(default or {}), list(overrides)), "--set")
     except RecipeError as exc:
-        for line in exc.errors:
-            error(line)
-        sys.exit(2)
+        recipe_exit(exc)
+
+
+def recipe_exit(exc) -> NoReturn:
+    """A RecipeError's problems, one line each, then exit 2."""
+    from swirl_lite.console import error
+
+    for line in exc.errors:
+        error(line)
+    sys.exit(2)
 
 
 def fail(exc: Exception | str) -> NoReturn:

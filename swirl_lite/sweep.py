@@ -20,6 +20,7 @@ lack them. The table is also written to `output.dir/<name>-sweep.json`.
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 import statistics
@@ -73,7 +74,7 @@ def plan_runs(recipe: Recipe, variants: list[Variant], seeds: list[int]) -> list
         for seed in seeds:
             sets = [*variant.overrides, f"train.seed={seed}",
                     f"output.name={recipe.run_name}-{variant.name}-s{seed}"]
-            runs.append((variant.name, seed, build_recipe(apply_overrides(json.loads(json.dumps(base)), sets),
+            runs.append((variant.name, seed, build_recipe(apply_overrides(copy.deepcopy(base), sets),
                                                           f"--variant {variant.name}")))
     return runs
 
