@@ -100,18 +100,35 @@ class FormatCredit:
     every gold supporting paragraph has been retrieved (only answering is left). Without this, 80 GRPO
     steps taught the 135M policy to keep calculating ("18 + 5", "23 + 5", ...) instead of answering:
     held-out accuracy 13/48 -> 0/48 (learn-cpu, measured).
+
+    With `gold`, on QA, the credit moves to answering once every gold paragraph has been read: a
+    well-formed answer there earns it, right or wrong (a right one scores 1 anyway), and a search
+    nothing. Without this, wrong answers and searches both scored 0 in those states, so a group of
+    them carried no gradient once the policy answered less; in learn-cpu-search (60 steps) its share of
+    answers fell from 40% to ~0 and it searched to the step cap (README, "Learn to search on CPU").
+    Math keeps its measured rule (no answer credit): the calculations count does not say that the
+    answer is in view the way a read paragraph does.
     """
 
     def __init__(self, inner: Any, credit: float, gold: bool = False, tags: tuple[str, ...] | None = None):
         self.inner, self.credit, self.gold = inner, credit, gold
         self.tags = tags or TAGS  # the run's action tags (`tools.base.action_tags`)
-        self.identity = f"{inner.identity}+format>={credit:g}{'-until-gold' if gold else ''}"
+        self.identity = f"{inner.identity}+format>={credit:g}{'-until-gold-then-answer' if gold else ''}"
 
     def score(self, subs: list[SubTrajectory]) -> list[Verdict]:
         out = []
         for sub, v in zip(subs, self.inner.score(subs), strict=True):
             view = view_of(sub, self.tags) if v.score < self.credit else None
-            if view is not None and usable_new_step(view) and not (self.gold and gold_solution_done(sub, view)):
-                v = replace(v, score=self.credit, rationale=f"{v.rationale}; usable new step")
+            why = self._credit(sub, view) if view is not None else None
+            if why is not None:
+                v = replace(v, score=self.credit, rationale=f"{v.rationale}; {why}")
             out.append(replace(v, judge=self.identity))
         return out
+
+    def _credit(self, sub: SubTrajectory, view: JudgeView) -> str | None:
+        """Why this step earns the credit, or None when it does not."""
+        if not (self.gold and gold_solution_done(sub, view)):
+            return "usable new step" if usable_new_step(view) else None
+        answering = view.kind == "answer" and view.malformed is None and bool((view.query or "").strip())
+        read_all = any(p.get("supporting") for p in sub.meta.get("paragraphs") or ())
+        return "an answer once every gold paragraph is read" if answering and read_all else None

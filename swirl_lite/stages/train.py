@@ -60,7 +60,7 @@ def train(recipe: Recipe, run_dir: RunDir, scorer=None) -> dict:
         save_adapter,
         save_merged,
     )
-    from swirl_lite.training.data import measure, read_states
+    from swirl_lite.training.data import add_solved_states, measure, read_states
 
     started = time.time()
     out = run_dir / "train"
@@ -72,16 +72,20 @@ def train(recipe: Recipe, run_dir: RunDir, scorer=None) -> dict:
 
     set_seed(recipe.train.seed)  # the LoRA init too, not only the trainer's sampling and order
     loaded = load_model(recipe.model, lora=True, trainable=True)
+    if method == "swirl":
+        from swirl_lite.judges import tools_for_run
+
+        task, tools = tools_for_run(recipe)  # the tools generate gave the policy: their tags, their index
+        solved = add_solved_states(data, task) if recipe.train.solved_states else 0
     data = measure(data, loaded.tokenizer, recipe.train.max_prompt_length)
 
     if method == "swirl":
         from swirl_lite.actions import TAGS
-        from swirl_lite.judges import judge_for_run, tools_for_run
+        from swirl_lite.judges import judge_for_run
         from swirl_lite.tools.base import action_tags
         from swirl_lite.training import rl
         from swirl_lite.training.reward import JudgeReward
 
-        task, tools = tools_for_run(recipe)  # the tools generate gave the policy: their tags, their index
         if scorer is None:  # the filter's scorer; judge.model 'policy' judges with these weights, adapter off
             scorer = judge_for_run(recipe, run_dir, policy=loaded, tools=tools, task=task)
         reward = JudgeReward(scorer, tags=action_tags(tools) if tools is not None else TAGS)
@@ -101,6 +105,8 @@ def train(recipe: Recipe, run_dir: RunDir, scorer=None) -> dict:
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
 
     summary = _summary(recipe, trainer, data, resume, getattr(scorer, "identity", None), started)
+    if method == "swirl" and recipe.train.solved_states:
+        summary["solved_states"] = solved
     summary["train_seconds"] = round(time.time() - train_started, 2)
     if trainer.accelerator.is_main_process:
         save_adapter(trainer.model, out / "adapter")

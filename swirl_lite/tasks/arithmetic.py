@@ -189,6 +189,9 @@ class Arithmetic(BaseTask):
         self.skip_reasons.clear()
         return problems(SPLIT_NAMES[split], limit or DEFAULT_SIZE, seed)
 
+    def gold_solution(self, example: Example) -> Demonstration | None:
+        return gold_demonstration(example) if example.meta.get("exprs") else None
+
 
 def gold_demonstration(example: Example) -> Demonstration:
     """A problem's gold solution as a worked trajectory: its calculator steps, then the answer."""

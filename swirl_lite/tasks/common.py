@@ -111,6 +111,11 @@ class BaseTask:
         """The `n` worked trajectories shown before `example` (the written ones, `demos.py`)."""
         return list(DEMOS[self.kind][: max(n, 0)])
 
+    def gold_solution(self, example: Example) -> Demonstration | None:
+        """`example`'s gold solution as a worked trajectory (tool calls with their results, then the
+        answer), or None when the task has none (`train.solved_states` needs one)."""
+        return None
+
     def nearest_demonstrations(
         self, example: Example, n: int, pool: Callable[[], Sequence[Demonstration]]
     ) -> list[Demonstration]:

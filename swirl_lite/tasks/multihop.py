@@ -241,6 +241,9 @@ class Multihop(BaseTask):
         near = self.nearest_demonstrations(example, n + 8, lambda: [gold_demonstration(ex) for ex in pool])
         return [d for d in near if not names & {s.query for s in d.steps}][-n:]
 
+    def gold_solution(self, example: Example) -> Demonstration | None:
+        return gold_demonstration(example) if example.meta.get("hops") else None
+
     def corpus(self, examples: list[Example]) -> list[Document]:
         """Every paragraph of the worlds the examples come from (the split's database, METHOD.md §1),
         then any other paragraph the examples carry."""

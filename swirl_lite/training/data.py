@@ -15,7 +15,7 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from swirl_lite.schema import SubTrajectory, read_jsonl, shard_paths
+from swirl_lite.schema import SubTrajectory, read_jsonl, shard_paths, to_dict
 
 
 @dataclass
@@ -68,6 +68,48 @@ def read_states(folder: str | Path, good_actions_above: float | None = None) -> 
     if not out.rows:
         raise ValueError(f"{folder}: no usable sub-trajectories ({out.skipped or 'all files empty'})")
     return out
+
+
+def add_solved_states(data: TrainRows, task) -> int:
+    """`train.solved_states`: for every question among the rows, the state after its gold
+    solution's tool calls, where only the answer is left; returns how many were added.
+
+    Departure from the paper (its RL states are the filtered trajectories' only). A small policy's
+    own trajectories rarely reach the solved state: in learn-cpu-search 24 of 279 states had every
+    gold paragraph read, and 60 GRPO steps on them taught the 135M policy to search to the step cap
+    instead of answering (README "Learn to search on CPU"). RL trains on states, not on the data's
+    actions, so a gold state is a legitimate input: the policy samples its own actions there and the
+    judge scores them like any other. A state is the question's own prompt (the same instructions and
+    demonstrations its trajectories had) followed by the gold steps as turns (`tasks.prompts`); the
+    completion kept for it is the gold answer. Questions whose task gives no gold solution
+    (`Task.gold_solution`) are counted skips."""
+    from swirl_lite.tasks.base import Example
+    from swirl_lite.tasks.prompts import Demonstration, action_text, demo_messages
+
+    first: dict[str, SubTrajectory] = {}
+    for row in data.rows:
+        sub = SubTrajectory.from_dict(json.loads(row["sub"]))
+        first.setdefault(sub.question_id, sub)
+    added = 0
+    for qid, sub in first.items():
+        meta = sub.meta
+        example = Example(qid, str(meta.get("question", "")), str(sub.gold), list(meta.get("aliases") or []), meta)
+        gold = task.gold_solution(example) if hasattr(task, "gold_solution") else None
+        if gold is None or len(gold.steps) < 2 or gold.steps[-1].tag != "answer":
+            data.skip("no gold solution (train.solved_states)")
+            continue
+        prompt_len = int(meta.get("prompt_len") or len(sub.prompt))
+        tools_done = Demonstration(gold.question, gold.steps[:-1], gold.source)
+        state = [dict(m) for m in sub.prompt[:prompt_len]] + demo_messages(tools_done)
+        completion = [{"role": "assistant", "content": action_text(gold.steps[-1])}]
+        solved = SubTrajectory(
+            id=f"{qid}#gold/{len(gold.steps) - 1}", trajectory_id=f"{qid}#gold", question_id=qid,
+            step=len(gold.steps) - 1, kind="answer", prompt=state, completion=completion, task=sub.task,
+            outcome=True, gold=sub.gold, meta=meta,
+        )
+        data.rows.append({"prompt": state, "completion": completion, "sub": json.dumps(to_dict(solved))})
+        added += 1
+    return added
 
 
 def measure(data: TrainRows, tokenizer, max_prompt_length: int) -> TrainRows:
