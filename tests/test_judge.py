@@ -164,7 +164,7 @@ def test_format_credit_lifts_usable_new_wrong_steps_only():
     assert {v.label for v in verdicts[1:]} == {"BAD"}  # the credit never makes a step GOOD
     recipe = Recipe.model_validate({"judge": {"kind": "reference", "format_credit": 0.2}})
     scorer = build_scorer(recipe)
-    assert scorer.identity.endswith("+format>=0.2-until-gold") and scorer.score(subs[1:2])[0].score == 0.2
+    assert scorer.identity.endswith("+format>=0.2-until-gold-then-answer") and scorer.score(subs[1:2])[0].score == 0.2
     with pytest.raises(ValueError, match="format_credit"):
         Recipe.model_validate({"judge": {"format_credit": 0.5}})
 
@@ -178,10 +178,11 @@ def test_format_credit_with_gold_stops_once_the_gold_solution_is_done():
         math_sub(done, "<answer>8</answer>"),  # the right move: 1.0
         math_sub(off_track, "<math_exp>13 - 3</math_exp>"),  # as many calculations as the gold: no more credit
         math_sub(off_track[:1], "<math_exp>20 - 7</math_exp>"),  # one of two used: still credited
+        math_sub(off_track, "<answer>13</answer>"),  # math: a wrong answer earns nothing, done or not
     ]
     with_gold = FormatCredit(ReferenceJudge(), 0.2, gold=True)
-    assert [v.score for v in with_gold.score(subs)] == [0.0, 1.0, 0.0, 0.2]
-    assert [v.score for v in FormatCredit(ReferenceJudge(), 0.2).score(subs)] == [0.2, 1.0, 0.2, 0.2]
+    assert [v.score for v in with_gold.score(subs)] == [0.0, 1.0, 0.0, 0.2, 0.0]
+    assert [v.score for v in FormatCredit(ReferenceJudge(), 0.2).score(subs)] == [0.2, 1.0, 0.2, 0.2, 0.0]
     recipe = Recipe.model_validate({"judge": {"kind": "reference", "format_credit": 0.2}})
     assert build_scorer(recipe).score(subs[:1])[0].score == 0.0  # the reference judge turns it on
     assert with_gold.identity != FormatCredit(ReferenceJudge(), 0.2).identity  # cached verdicts differ

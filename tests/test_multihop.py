@@ -228,3 +228,55 @@ def test_format_credit_stops_once_every_gold_paragraph_is_read():
     early, late = scorer.score(useless)
     assert (early.score, late.score) == (0.2, 0.0), (early.rationale, late.rationale)
     assert [v.score for v in scorer.score(subs)] == [1.0] * len(subs)
+    # answering: nothing while gold is unread; once all of it is read, any well-formed answer earns
+    # the credit (a right one 1.0), so a group of wrong answers and searches there still has a gradient
+    wrong = [SubTrajectory(s.id + "a", s.trajectory_id, s.question_id, s.step, "", s.prompt,
+                           [{"role": "assistant", "content": text}], gold=s.gold, meta=s.meta)
+             for s, text in ((subs[0], "<answer>Nowhere</answer>"), (subs[-1], "<answer>Nowhere</answer>"),
+                             (subs[-1], "<answer> </answer>"), (subs[-1], "It is Nowhere."))]
+    assert [v.score for v in scorer.score(wrong)] == [0.0, 0.2, 0.0, 0.0]
+    assert [v.label for v in scorer.score(wrong)] == ["BAD"] * 4
+
+
+def test_solved_states_are_each_questions_gold_state_before_its_answer():
+    """`train.solved_states`: one state per question (however many rows it has), its own prompt
+    followed by the gold searches and their results, exactly the gold trajectory's last state."""
+    import json
+
+    from swirl_lite.judges.shaping import FormatCredit
+    from swirl_lite.schema import to_dict
+    from swirl_lite.training.data import TrainRows, add_solved_states
+
+    t = task()
+    examples = t.load("train", limit=3)
+
+    def row(ex, step):
+        head = t.prompt(ex, max_steps=5)
+        sub = SubTrajectory(f"{ex.id}#0/{step}", f"{ex.id}#0", ex.id, step, "search_query", head,
+                            [{"role": "assistant", "content": "<search_query>weather</search_query>"}],
+                            task="multihop", gold=ex.answer,
+                            meta={**ex.meta, "question": ex.question, "prompt_len": len(head)})
+        return {"prompt": sub.prompt, "completion": sub.completion, "sub": json.dumps(to_dict(sub))}
+
+    data = TrainRows([row(examples[0], 0), row(examples[0], 1), row(examples[1], 0), row(examples[2], 0)])
+    assert add_solved_states(data, t) == 3 and len(data.rows) == 7
+    tool = SearchTool(t.corpus(t.load("train")), cache_dir=False)
+    scorer = FormatCredit(ReferenceJudge({"search_query": tool}, kind="qa"), 0.2, gold=True)
+    for ex, added in zip(examples, data.rows[4:], strict=True):
+        solved = SubTrajectory.from_dict(json.loads(added["sub"]))
+        assert added["prompt"] == solved.prompt == gold_subs(ex, t)[-1].prompt
+        assert solved.kind == "answer" and solved.question_id == ex.id and solved.trajectory_id == f"{ex.id}#gold"
+        assert added["completion"][0]["content"].endswith(f"<answer>{ex.answer}</answer>")
+        hops = ex.meta["hops"]
+        fresh = [SubTrajectory(solved.id, solved.trajectory_id, ex.id, solved.step, "", solved.prompt,
+                               [{"role": "assistant", "content": text}], gold=ex.answer, meta=solved.meta)
+                 for text in (f"<answer>{ex.answer}</answer>", "<answer>Nowhere</answer>",
+                              f"<search_query>{hops[0]['query']}</search_query>")]
+        assert [v.score for v in scorer.score(fresh)] == [1.0, 0.2, 0.0]  # only answering pays here
+    none = TrainRows([row(examples[0], 0)])
+    assert add_solved_states(none, None) == 0  # no task (or no gold solutions): a counted skip
+    assert none.skipped == {"no gold solution (train.solved_states)": 1} and len(none.rows) == 1
+    from swirl_lite.config import RecipeError
+
+    with pytest.raises(RecipeError, match="train.solved_states"):  # SFT would imitate the gold answers
+        build_recipe({"train": {"method": "sft", "solved_states": True}})
