@@ -45,7 +45,9 @@ def quiet_third_party() -> None:
     """Silence third-party progress bars (weights loading and saving, datasets) and known-harmless
     warnings, in this process and in the processes it starts. Environment variables a user set
     win; libraries already imported are told directly."""
-    for name in ("HF_HUB_DISABLE_PROGRESS_BARS", "HF_DATASETS_DISABLE_PROGRESS_BARS"):
+    # TQDM_DISABLE: bars made with plain tqdm, which the switches above do not reach (transformers'
+    # one-time GGUF conversion: "Converting and de-quantizing GGUF tensors"); tqdm reads it on import
+    for name in ("HF_HUB_DISABLE_PROGRESS_BARS", "HF_DATASETS_DISABLE_PROGRESS_BARS", "TQDM_DISABLE"):
         os.environ.setdefault(name, "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")

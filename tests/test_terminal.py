@@ -27,7 +27,7 @@ def test_a_tiny_run_prints_what_a_person_can_read(tmp_path, tiny_model_dir):
     sets = {**TINY, "model.name": tiny_model_dir, "output.dir": str(tmp_path / "runs"), "output.name": "tiny"}
     args = [a for key, value in sets.items() for a in ("--set", f"{key}={value}")]
     env = {**os.environ, "COLUMNS": "100"}
-    for name in ("SWIRL_LITE_VERBOSE", "SWIRL_LITE_NO_PROGRESS", "TRANSFORMERS_NO_ADVISORY_WARNINGS"):
+    for name in ("SWIRL_LITE_VERBOSE", "SWIRL_LITE_NO_PROGRESS", "TRANSFORMERS_NO_ADVISORY_WARNINGS", "TQDM_DISABLE"):
         env.pop(name, None)  # the test session's own quieting must not hide anything here
     proc = subprocess.run([sys.executable, "-m", "swirl_lite.cli", "run", str(QUICKSTART), *args],
                           cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -56,3 +56,16 @@ def test_a_tiny_run_prints_what_a_person_can_read(tmp_path, tiny_model_dir):
     assert [s["step"] for s in metrics["training"]["steps"]] == [1, 2]
     assert "Training (swirl, 2 logged steps" in (run / "report.md").read_text()
     assert "Training: reward, valid actions and answers per RL step" in (run / "report.html").read_text()
+
+
+def test_plain_tqdm_bars_are_quiet_unless_verbose():
+    """transformers converts a GGUF (the embedded model, once) under a plain tqdm bar that its own
+    progress-bar switch does not reach; the CLI's quieting must silence it, `-v` must not."""
+    code = ("import sys; from swirl_lite.console import quiet_third_party; "
+            "quiet_third_party() if sys.argv[1] == 'quiet' else None; "
+            "from tqdm.auto import tqdm; list(tqdm(range(3), desc='Converting'))")
+    env = {k: v for k, v in os.environ.items() if k not in ("TQDM_DISABLE", "SWIRL_LITE_VERBOSE")}
+    quiet, verbose = (subprocess.run([sys.executable, "-c", code, mode], env=env, capture_output=True,
+                                     text=True, timeout=120) for mode in ("quiet", "verbose"))
+    assert quiet.returncode == verbose.returncode == 0, quiet.stderr + verbose.stderr
+    assert "Converting" not in quiet.stderr and "Converting" in verbose.stderr
