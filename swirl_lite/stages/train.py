@@ -18,7 +18,9 @@ with a KL penalty towards the initial model). Here that is TRL's GRPOTrainer (se
   by the group's std, PPO-style clipped ratio) instead of plain REINFORCE; the policy is a small
   model in 4-bit with a LoRA adapter; the reference for the KL is the starting adapter (a fresh
   adapter is zero, so this is the base model; TRL keeps a frozen copy named "ref"); the judge is,
-  by default, the same base weights with the adapter switched off, so no second model is loaded.
+  by default, the same base weights with the adapter switched off, so no second model is loaded;
+  `train.solved_states` adds each question's gold state with only the answer left to the filtered
+  states (`training/data.py::add_solved_states`: why, and what it measured).
 The paper gives no learning rate, batch size, step count or KL weight; ours are in TrainConfig.
 
 `train.method: sft` is the paper's comparison point: TRL's SFTTrainer on (state -> kept action),
