@@ -290,7 +290,7 @@ class Recipe(Section):
                 f"{self.filter.strategy!r} keeps whole trajectories: set filter.unit: trajectory",
             ))
         if self.train.solved_states and self.train.method != "swirl":
-            problems.append(("train.solved_states", "adds RL states; SFT would imitate their gold answers: "
+            problems.append(("train.solved_states", "adds RL states, whose gold answers SFT would imitate: "
                              "set train.method: swirl or remove it"))
         for task in self.eval.task_paths:
             if task == self.data.task:
