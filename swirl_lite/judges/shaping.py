@@ -130,5 +130,5 @@ class FormatCredit:
         if not (self.gold and gold_solution_done(sub, view)):
             return "usable new step" if usable_new_step(view) else None
         answering = view.kind == "answer" and view.malformed is None and bool((view.query or "").strip())
-        read_all = any(p.get("supporting") for p in sub.meta.get("paragraphs") or ())
-        return "an answer once every gold paragraph is read" if answering and read_all else None
+        qa = any(p.get("supporting") for p in sub.meta.get("paragraphs") or ())  # done = every gold paragraph read
+        return "an answer once every gold paragraph is read" if answering and qa else None

@@ -83,8 +83,10 @@ def add_solved_states(data: TrainRows, task) -> int:
     demonstrations its trajectories had) followed by the gold steps as turns (`tasks.prompts`); the
     completion kept for it is the gold answer. Questions whose task gives no gold solution
     (`Task.gold_solution`) are counted skips."""
+    from dataclasses import replace
+
     from swirl_lite.tasks.base import Example
-    from swirl_lite.tasks.prompts import Demonstration, action_text, demo_messages
+    from swirl_lite.tasks.prompts import action_text, demo_messages
 
     first: dict[str, SubTrajectory] = {}
     for row in data.rows:
@@ -99,8 +101,7 @@ def add_solved_states(data: TrainRows, task) -> int:
             data.skip("no gold solution (train.solved_states)")
             continue
         prompt_len = int(meta.get("prompt_len") or len(sub.prompt))
-        tools_done = Demonstration(gold.question, gold.steps[:-1], gold.source)
-        state = [dict(m) for m in sub.prompt[:prompt_len]] + demo_messages(tools_done)
+        state = [dict(m) for m in sub.prompt[:prompt_len]] + demo_messages(replace(gold, steps=gold.steps[:-1]))
         completion = [{"role": "assistant", "content": action_text(gold.steps[-1])}]
         solved = SubTrajectory(
             id=f"{qid}#gold/{len(gold.steps) - 1}", trajectory_id=f"{qid}#gold", question_id=qid,
