@@ -406,3 +406,22 @@ def test_shared_prompt_generate_matches_plain_generate(tiny_model_dir):
         shared = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
     assert [tuple(c) for c in calls] == [(3, int(mask[0].sum())), (3, int(mask[2].sum()))]
     assert torch.equal(shared, plain)
+
+
+def test_sampling_writes_each_token_into_a_preallocated_cache(tiny_model_dir):
+    """The states' caches for sampling hold room for the actions, so no step re-copies the cache."""
+    import torch
+
+    from swirl_lite.training.shared_prompt import _decode_cache
+
+    model = lora_with_fused_head(tiny_model_dir, temperature=1.0)
+    prefix = torch.arange(5, 25)
+    with torch.no_grad():
+        cache = _decode_cache(model, prefix, 3, room=7)
+        layer = cache.layers[0]
+        keys, _ = layer.buffers
+        assert tuple(layer.keys.shape[::2]) == (3, 20) and keys.shape[2] == 27
+        before = layer.keys.clone()
+        layer.update(torch.ones_like(layer.keys[:, :, :1]), torch.ones_like(layer.values[:, :, :1]))
+    assert layer.keys.data_ptr() == keys.data_ptr()  # written in place, not concatenated
+    assert torch.equal(layer.keys[:, :, :20], before) and torch.equal(layer.keys[:, :, 20], torch.ones_like(before[:, :, 0]))

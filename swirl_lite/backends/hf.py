@@ -190,12 +190,12 @@ class RowCache:
         self.entries = []
 
 
-def _layers(cache: Any) -> list[tuple[Any, Any]]:
+def cache_layers(cache: Any) -> list[tuple[Any, Any]]:
     """Per-layer (keys, values) tensors [batch, heads, tokens, dim] of a DynamicCache."""
     return [(layer.keys, layer.values) for layer in cache.layers]
 
 
-def _left_padded_cache(config: Any, rows: list[list[tuple[Any, Any]] | None], lengths: list[int], room: int) -> Any:
+def left_padded_cache(config: Any, rows: list[list[tuple[Any, Any]] | None], lengths: list[int], room: int) -> Any:
     """A DynamicCache of len(rows) rows, row i holding the first lengths[i] positions of its own
     (batch-1) layers right-aligned after zeros, which the attention mask hides (None: no positions).
     Each layer has `room` more positions preallocated for the tokens generation appends."""
@@ -432,7 +432,7 @@ class HFLLM:
         import torch
 
         index = torch.tensor([*range(depth - cached, depth), *range(start, stop)], device=self.model.device)
-        return [(k[row : row + 1].index_select(2, index), v[row : row + 1].index_select(2, index)) for k, v in _layers(kv)]
+        return [(k[row : row + 1].index_select(2, index), v[row : row + 1].index_select(2, index)) for k, v in cache_layers(kv)]
 
     def _cached_prefixes(self, prompts: list[list[int]], max_new_tokens: int,
                          clear_on_miss: bool = True) -> tuple[list[int], Any]:
@@ -460,11 +460,11 @@ class HFLLM:
             return none
         try:
             with torch.inference_mode():
-                prefix = (_layers(self.prefix.get(prompts[0][:shared]))
+                prefix = (cache_layers(self.prefix.get(prompts[0][:shared]))
                           if any(f and c for f, c in zip(from_prefix, cached, strict=True)) else None)
                 sources = [None if c == 0 else prefix if f else layers
                            for c, f, (_, layers) in zip(cached, from_prefix, own, strict=True)]
-                kv = _left_padded_cache(self.model.config, sources, cached, width + max_new_tokens)
+                kv = left_padded_cache(self.model.config, sources, cached, width + max_new_tokens)
         except (TypeError, ValueError, NotImplementedError, AttributeError) as exc:  # unusual cache layouts: plain path
             from swirl_lite.console import console
 

@@ -96,6 +96,20 @@ def _prefix_cache(model, prefix, repeats: int, checkpointed: bool = False):
     return cache
 
 
+def _decode_cache(model, prefix, repeats: int, room: int):
+    """`_prefix_cache` for sampling: the prefix's keys and values copied into `repeats` rows with
+    `room` more positions allocated, so each sampled token is written in place. A DynamicLayer
+    concatenates its whole cache with every token instead: with 8 rows of ~1,000-token states that
+    copy was 60% of the time of a sampling step on the embedded model (torch profiler). The values
+    are the same, so are the samples."""
+    from swirl_lite.backends.hf import cache_layers, left_padded_cache
+
+    cache = _prefix_cache(model, prefix, 1)
+    if cache is None:
+        return None
+    return left_padded_cache(model.config, [cache_layers(cache)] * repeats, [prefix.numel()] * repeats, room)
+
+
 @contextlib.contextmanager
 def _layer_checkpointing_off(model):
     """transformers' per-layer gradient checkpointing off for the block, then as it was."""
@@ -158,12 +172,13 @@ def generate(model, original, input_ids, attention_mask, groups: list[list[int]]
     pad = config.pad_token_id if config.pad_token_id is not None else config.eos_token_id
     if isinstance(pad, list):
         pad = pad[0]
+    room = 1 + (config.max_new_tokens or 0)  # the prompt's last token, then what is sampled
     parts: list[tuple[list[int], Any]] = []
     for rows in groups or prompt_groups(input_ids, attention_mask):
         first = rows[0]
         prompt = input_ids[first][attention_mask[first].bool()]
         k = len(rows)
-        cache = _prefix_cache(model, prompt[:-1], k)
+        cache = _decode_cache(model, prompt[:-1], k, room)
         ids = prompt.expand(k, -1)
         out = original(input_ids=ids, attention_mask=torch.ones_like(ids), **with_cache(model, cache), **kwargs)
         parts.append((rows, out[:, prompt.numel() :]))
