@@ -130,7 +130,8 @@ class GenerateConfig(Section):
     batch_size: int = Field(16, ge=1, description="Trajectories generated together (the batch's slots).")
     chunk_tokens: int = Field(
         0, ge=0, description="hf backend: tokens per round of continuous batching (a turn that is done leaves "
-                             "the batch within this many); 0: whole turns in lockstep, faster on CPU today.")
+                             "the batch within this many); 0: whole turns in lockstep (which is faster depends "
+                             "on the task: README, Benchmarks).")
     demonstrations: int | None = Field(
         None, ge=0, description="Demonstration trajectories prepended as chat turns; unset = by model size."
     )
