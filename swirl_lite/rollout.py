@@ -15,8 +15,8 @@ tokens per round, so no trajectory waits more than that for another's long actio
 batching; rows that join a round are prefilled on their own first). Its default, 0, finishes every
 turn in each round (lockstep): each round re-enters `generate` and re-lays every row's cache out, so
 on a 2-core CPU rounds gain only where actions differ much in length and prompts are long (README,
-Benchmarks: 0.94x lockstep on learn-cpu's arithmetic, 1.17x on learn-cpu-search's questions). A backend without
-`advance` (`vllm`, scripted ones) is lockstep too.
+Benchmarks: 0.94x lockstep on learn-cpu's arithmetic, 1.17x on learn-cpu-search's questions). A
+backend without `advance` (`vllm`, scripted ones) is lockstep too.
 Turns are seeded per (trajectory, step), so the trajectories do not depend on the engine or on what
 shares the batch (up to float noise).
 
