@@ -193,6 +193,43 @@ def rounds_equal_whole_turns(model_dir: str, stop: str = "e") -> None:
     assert len(paced_calls) > len(whole_calls)
 
 
+def test_hf_prefills_a_questions_samples_once(tiny_model_dir):
+    """Two samples of each question join the first round with the same prompt: the prefill runs
+    each distinct prompt once, and every sample still draws its own turns, the ones generated whole
+    (float64)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from swirl_lite.backends.hf import HFLLM
+    from swirl_lite.rollout import rollout
+    from swirl_lite.tasks import get_task
+    from swirl_lite.tasks.base import Example
+    from swirl_lite.tools.calculator import Calculator
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float64).eval()
+    task, tools = get_task("arithmetic"), {"math_exp": Calculator()}
+    questions = [Example(f"q{i}", f"What is {i} plus {i + 1}?", str(2 * i + 1)) for i in range(2)]
+    jobs = [(ex, sample) for ex in questions for sample in range(2)]
+    params = SamplingParams(temperature=0.9, max_new_tokens=12, stop=("e",), seed=5)
+    turns = {}
+    for chunk in (4, None):
+        llm = HFLLM(model, tok, chunk_tokens=chunk)
+        prefilled = []
+        llm._prefill = _counting(llm._prefill, lambda args, seen=prefilled: seen.append(len(args[0])))
+        forwards = []
+        handle = model.model.register_forward_pre_hook(lambda m, a, k, seen=forwards: seen.append(k["input_ids"].shape[0]),
+                                                 with_kwargs=True)
+        trajs = list(rollout(llm, task, tools, jobs, max_steps=2, batch_size=4, params=params))
+        handle.remove()
+        turns[chunk] = {t.id: [s.text for s in t.steps] for t in trajs}
+        if chunk:
+            # 4 rows in the first round: the shared instructions (1 row), then the 2 distinct prompts
+            assert prefilled[0] == 4 and forwards[:2] == [1, 2], forwards
+    assert turns[4] == turns[None] and len(turns[4]) == 4
+    assert len({tuple(v) for v in turns[4].values()}) == 4  # the samples differ
+
+
 def _counting(method, before=None, added=None, llm=None):
     """`method` wrapped: `before(args)` is called first; `added(n)` gets the row-cache entries it added."""
     def wrapped(*args, **kwargs):

@@ -389,14 +389,18 @@ class HFLLM:
     def _prefill(self, prompts: list[list[int]]) -> None:
         """Before a round of continuous batching: the rows with more than one token not in a cache
         (a new trajectory's question, a tool result) run alone through the model, batched among
-        themselves, and keep their caches; then every row of the round's `generate` feeds one token
-        and nobody is padded to the widest new part."""
+        themselves (identical ones once), and keep their caches; then every row of the round's
+        `generate` feeds one token and nobody is padded to the widest new part."""
         import torch
 
         need = [i for i, p in enumerate(prompts) if len(p) - 1 - self.rows.lookup(p)[0] > 1]
-        if self.prefix is None or not need or len(need) == len(prompts):
+        if self.prefix is None or not need:
             return
-        sub = [prompts[i][:-1] for i in need]
+        # A question's samples join with the same prompt: it goes through the model once, and
+        # each sample finds it in the row cache.
+        sub = [list(p) for p in dict.fromkeys(tuple(prompts[i][:-1]) for i in need)]
+        if len(sub) == len(prompts):  # every row new and distinct: the round's generate prefills them as well
+            return
         cached, kv = self._cached_prefixes(sub, 0, clear_on_miss=False)
         if kv is None:
             return
