@@ -199,6 +199,9 @@ def load_model(cfg: ModelConfig, lora: bool = False, trainable: bool = False) ->
     import torch
     from transformers import AutoModelForCausalLM
 
+    from swirl_lite.attention import use_shared_heads_on_cpu
+
+    use_shared_heads_on_cpu()
     dtype = compute_dtype(cfg)  # one choice for the weights, the 4-bit compute and the trainer
     kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": cfg.trust_remote_code}
     if cfg.load_in_4bit:
