@@ -32,11 +32,12 @@ def _loss_pass(model, ids, mask):
     return logits.detach(), grads, kept[0]
 
 
-def test_shared_heads_give_the_same_attention_with_less_kept(tiny_model_dir, restored):
+@pytest.mark.parametrize("arch", ["tiny_model_dir", "tiny_gemma_dir"])  # Llama; Gemma 3, one sliding layer
+def test_shared_heads_give_the_same_attention_with_less_kept(arch, request, restored):
     import torch
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(request.getfixturevalue(arch), dtype=torch.float32)
     assert model.config.num_key_value_heads < model.config.num_attention_heads  # a GQA model
     torch.manual_seed(0)
     ids = torch.randint(5, model.config.vocab_size, (3, 40))
@@ -51,7 +52,7 @@ def test_shared_heads_give_the_same_attention_with_less_kept(tiny_model_dir, res
     for name, g in grads.items():
         torch.testing.assert_close(grads_shared[name], g, rtol=1e-5, atol=1e-6, msg=name)
     c = model.config  # what is no longer kept: every layer's key and value copies for the extra heads
-    head = c.hidden_size // c.num_attention_heads
+    head = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
     copies = c.num_hidden_layers * 2 * ids.numel() * (c.num_attention_heads - c.num_key_value_heads) * head * 4
     assert kept - kept_shared == copies, (kept, kept_shared, copies)
 
