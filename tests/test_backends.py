@@ -194,6 +194,10 @@ def rounds_equal_whole_turns(model_dir: str, stop: str = "e") -> None:
 
 
 def test_hf_prefills_a_questions_samples_once(tiny_model_dir):
+    samples_prefilled_once(tiny_model_dir)
+
+
+def samples_prefilled_once(model_dir: str, stop: str = "e") -> None:
     """Two samples of each question join the first round with the same prompt: the prefill runs
     each distinct prompt once, and every sample still draws its own turns, the ones generated whole
     (float64)."""
@@ -206,12 +210,12 @@ def test_hf_prefills_a_questions_samples_once(tiny_model_dir):
     from swirl_lite.tasks.base import Example
     from swirl_lite.tools.calculator import Calculator
 
-    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float64).eval()
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float64).eval()
     task, tools = get_task("arithmetic"), {"math_exp": Calculator()}
     questions = [Example(f"q{i}", f"What is {i} plus {i + 1}?", str(2 * i + 1)) for i in range(2)]
     jobs = [(ex, sample) for ex in questions for sample in range(2)]
-    params = SamplingParams(temperature=0.9, max_new_tokens=12, stop=("e",), seed=5)
+    params = SamplingParams(temperature=0.9, max_new_tokens=12, stop=(stop,), seed=5)
     turns = {}
     for chunk in (4, None):
         llm = HFLLM(model, tok, chunk_tokens=chunk)

@@ -269,3 +269,9 @@ def test_hf_rounds_equal_whole_turns_on_a_sliding_window_model(tiny_gemma_dir):
     from test_backends import rounds_equal_whole_turns
 
     rounds_equal_whole_turns(tiny_gemma_dir, stop="x")
+
+
+def test_hf_prefills_a_questions_samples_once_on_a_sliding_window_model(tiny_gemma_dir):
+    from test_backends import samples_prefilled_once
+
+    samples_prefilled_once(tiny_gemma_dir, stop="x")
