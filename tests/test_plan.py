@@ -14,7 +14,7 @@ from swirl_lite.cli import main
 from swirl_lite.config import load_recipe
 from swirl_lite.doctor import estimate_memory
 from swirl_lite.errors import UsageError
-from swirl_lite.plan import CALIBRATION, CARDS, card_for, predict
+from swirl_lite.plan import CALIBRATION, CALIBRATION_SETTINGS, CARDS, card_for, predict
 
 ROOT = Path(__file__).resolve().parents[1]
 GPU_RECIPES = ("gsm8k", "hotpotqa", "musique")
@@ -30,7 +30,7 @@ def _seconds(plan) -> dict[str, float]:
 
 @pytest.mark.parametrize("recipe", sorted(CALIBRATION))
 def test_cpu_plan_is_within_30_percent_of_the_measured_runs(recipe):
-    predicted = _seconds(_plan(recipe, "cpu"))
+    predicted = _seconds(_plan(recipe, "cpu", *CALIBRATION_SETTINGS.get(recipe, ())))
     for stage, measured in CALIBRATION[recipe].items():
         assert abs(predicted[stage] / measured - 1) <= 0.30, f"{recipe} {stage}: {predicted[stage]:.0f} s vs {measured}"
 
