@@ -207,6 +207,6 @@ def test_the_terminal_headline_and_closing_panel_fit_80_columns(tmp_path):
     assert "a real difference" in panel and "report.html" in panel
     assert "--adapter" in panel and "learn-cpu" in panel and "gsm8k.yaml" in panel
     noise = closing_panel({**metrics, "comparisons": [{**metrics["comparisons"][0], "mcnemar_p": 0.5}]},
-                          run, "recipes/learn-cpu.yaml")
+                          run, "recipes/learn-cpu-search.yaml")
     text = "\n".join(_rendered(noise))
-    assert "could be noise" in text and "swirl-lite run recipes/learn-cpu.yaml" not in text
+    assert "could be noise" in text and "swirl-lite run recipes/learn-cpu-search.yaml" not in text

@@ -284,8 +284,8 @@ def closing_panel(metrics: dict | None, run_path, recipe_path: str, stages: dict
     if adapter.is_dir():
         nexts += [escape(f"swirl-lite chat {_short(Path(recipe_path))} --adapter {_short(adapter)}"),
                   "[dim]  ask it questions, watch each step[/]"]
-    if Path(recipe_path).stem != "learn-cpu":
-        nexts += ["swirl-lite run recipes/learn-cpu.yaml", "[dim]  CPU, ~40 min: trains long enough to gain[/]"]
+    if Path(recipe_path).stem != "learn-cpu-search":
+        nexts += ["swirl-lite run recipes/learn-cpu-search.yaml", "[dim]  CPU, ~45 min: RL teaches it to search[/]"]
     nexts += ["swirl-lite run recipes/gsm8k.yaml", "[dim]  one GPU (a T4 is enough): GSM8K, Llama 3.2 1B[/]"]
     for i, line in enumerate(nexts):
         grid.add_row("next" if i == 0 else "", line)
