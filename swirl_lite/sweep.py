@@ -168,7 +168,8 @@ def sweep(recipe: Recipe, variants: list[Variant], seeds: list[int], lock: bool 
 
 
 def summarize(results: list[dict]) -> list[dict]:
-    """Per variant: mean gain in points over its seeds, the range, and how many had p < 0.05."""
+    """Per variant: mean gain in points over its seeds, the range, and how many seeds gained, and
+    how many lost, significantly (McNemar p < 0.05): a significant loss is not a success."""
     out = []
     for variant in dict.fromkeys(r["variant"] for r in results):
         gains = [r for r in results if r["variant"] == variant and "gain_pts" in r]
@@ -177,7 +178,8 @@ def summarize(results: list[dict]) -> list[dict]:
         points = [r["gain_pts"] for r in gains]
         out.append({"variant": variant, "seeds": len(gains), "mean_gain_pts": round(statistics.mean(points), 1),
                     "min_gain_pts": min(points), "max_gain_pts": max(points),
-                    "significant": sum(r["mcnemar_p"] < 0.05 for r in gains)})
+                    "significant_gains": sum(r["mcnemar_p"] < 0.05 and r["gain_pts"] > 0 for r in gains),
+                    "significant_losses": sum(r["mcnemar_p"] < 0.05 and r["gain_pts"] < 0 for r in gains)})
     return out
 
 
@@ -188,6 +190,8 @@ def print_table(table: dict) -> None:
     console.print(summary_table(f"sweep: {table['recipe']} on {table['task']}", rows,
                                 ("variant", "seed", "base", "trained", "gain (pts)", "McNemar p")))
     rows = [(v["variant"], v["seeds"], f"{v['mean_gain_pts']:+.1f}",
-             f"{v['min_gain_pts']:+.1f} .. {v['max_gain_pts']:+.1f}", f"{v['significant']}/{v['seeds']}")
+             f"{v['min_gain_pts']:+.1f} .. {v['max_gain_pts']:+.1f}",
+             f"{v['significant_gains']}/{v['seeds']}", f"{v['significant_losses']}/{v['seeds']}")
             for v in table["variants"]]
-    console.print(summary_table("sweep: over seeds", rows, ("variant", "seeds", "mean gain", "range", "p < 0.05")))
+    console.print(summary_table("sweep: over seeds (p: McNemar < 0.05)", rows,
+                                ("variant", "seeds", "mean gain", "range", "p gain", "p loss")))

@@ -77,9 +77,9 @@ def test_runs_share_one_generation_and_one_base_evaluation(tmp_path, fake_stages
                                                                     (10.0, "4/10"), (0.0, "3/10")]
     assert table["variants"] == [
         {"variant": "none", "seeds": 2, "mean_gain_pts": 35.0, "min_gain_pts": 20.0, "max_gain_pts": 50.0,
-         "significant": 1},
+         "significant_gains": 1, "significant_losses": 0},
         {"variant": "process", "seeds": 2, "mean_gain_pts": 5.0, "min_gain_pts": 0.0, "max_gain_pts": 10.0,
-         "significant": 0}]
+         "significant_gains": 0, "significant_losses": 0}]
     assert json.loads((tmp_path / "exp-sweep.json").read_text()) == table
     # a rerun resumes: nothing runs again
     before = len(fake_stages)
@@ -111,4 +111,11 @@ def test_bad_variants_and_seeds_are_one_line_each(tmp_path):
 def test_summarize_skips_runs_without_a_result():
     rows = [{"variant": "a", "seed": 0, "gain_pts": 10.0, "mcnemar_p": 0.01}, {"variant": "a", "seed": 1}]
     assert summarize(rows) == [{"variant": "a", "seeds": 1, "mean_gain_pts": 10.0, "min_gain_pts": 10.0,
-                                "max_gain_pts": 10.0, "significant": 1}]
+                                "max_gain_pts": 10.0, "significant_gains": 1, "significant_losses": 0}]
+
+
+def test_a_significant_loss_is_counted_as_a_loss_not_a_success():
+    rows = [{"variant": "a", "seed": s, "gain_pts": g, "mcnemar_p": p}
+            for s, (g, p) in enumerate([(27.1, 4e-5), (-17.7, 0.0015), (16.7, 0.0037), (5.0, 0.4)])]
+    (v,) = summarize(rows)
+    assert (v["significant_gains"], v["significant_losses"], v["seeds"]) == (2, 1, 4)
