@@ -163,6 +163,11 @@ class JudgeConfig(Section):
         0.0, ge=0.0, lt=0.5,
         description="Least score of a usable new action (one valid tag, not a repeat); under 0.5, so it never makes a step GOOD. 0 = the judge alone.",
     )
+    grounded: bool = Field(
+        False,
+        description="reference, math: a calculation counts only when it computes (an operator) from numbers "
+        "in the question, earlier results or the gold solution; a bare guess or a demonstration's numbers score 0.",
+    )
     outcome: Literal["grader", "llm"] = Field("grader", description="Outcome judge: task grader or LLM YES/NO.")
     openai: OpenAIEndpoint = Field(default_factory=OpenAIEndpoint)
 

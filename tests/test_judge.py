@@ -72,6 +72,34 @@ def test_reference_math_steps():
     assert scores == [1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0]
 
 
+def test_grounded_calculations_compute_from_numbers_in_view():
+    """`judge.grounded`: the gold value typed as a bare number, or reached with numbers from nowhere
+    (a demonstration's), is no step; the question's numbers, earlier results and the gold solution's
+    own constants (GSM8K's annotations: a week's 7 days) are."""
+    first = [("Cost.\n<math_exp>3 * 4</math_exp>", "3 * 4 -> 12")]
+    subs = [
+        math_sub([], "<math_exp>12</math_exp>"),  # the gold step, typed: no calculation
+        math_sub([], "<math_exp>24 / 2</math_exp>"),  # 12, but 24 is nobody's number
+        math_sub([], "<math_exp>$3 * 4</math_exp>"),  # the question's numbers
+        math_sub(first, "<math_exp>20 - 12</math_exp>"),  # an earlier result
+        math_sub(first, "<math_exp>-8</math_exp>"),  # a sign is no calculation either
+        math_sub(first, "<answer>8</answer>"),  # answers are unchanged
+        sub("Question: Ana walks 2 km a day. How far in a week?", [], "<math_exp>2 * 7</math_exp>",
+            {"steps": [14], "solution": "2 * 7 = <<2*7=14>>14 km\n#### 14"}, gold="14"),
+        sub("Question: Ana walks 2 km a day. How far in a week?", [], "<math_exp>2 * 7</math_exp>",
+            {"steps": [14], "exprs": ["2 * 7"]}, gold="14"),
+    ]
+    plain, grounded = ReferenceJudge(), ReferenceJudge(grounded=True)
+    assert [v.score for v in plain.score(subs)] == [1.0, 1.0, 1.0, 1.0, 0.0, 1.0, 1.0, 1.0]
+    verdicts = grounded.score(subs)
+    assert [v.score for v in verdicts] == [0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0, 1.0]
+    assert verdicts[0].rationale == "no calculation: a bare number"
+    assert verdicts[1].rationale.startswith("uses 24, in neither the question")
+    assert grounded.identity != plain.identity  # the verdict cache keeps them apart
+    recipe = Recipe.model_validate({"judge": {"kind": "reference", "grounded": True}})
+    assert build_scorer(recipe, None).grounded is True  # the recipe reaches the judge
+
+
 PARAS = [
     {"id": "Hungary#1", "title": "Hungary", "text": "Hungary is a country in Central Europe. Its capital is Budapest.", "supporting": True},
     {"id": "Budapest#1", "title": "Budapest", "text": "Budapest lies on both banks of the river Danube.", "supporting": True},

@@ -76,7 +76,7 @@ def build_scorer(
     tags = action_tags(tools) if tools is not None else None
     reference = llm = None
     if j.kind in ("reference", "mix"):
-        reference = cached(ReferenceJudge(tools, j.reference_f1, task_kind))
+        reference = cached(ReferenceJudge(tools, j.reference_f1, task_kind, grounded=j.grounded))
     if j.kind in ("llm", "mix"):
         llm = cached(LLMJudge(engine or build_engine(recipe, policy), j.mode, tools))
     scorer = MixScorer(reference, llm, j.reference_weight) if j.kind == "mix" else reference or llm

@@ -10,6 +10,13 @@ instead:
 - QA: a search is good if the paragraph it retrieves is a gold supporting paragraph
   (`meta["paragraphs"][i]["supporting"]`) not already retrieved; an answer is good if its token F1
   with the gold answer reaches `judge.reference_f1`.
+- math, with `judge.grounded` (a departure from this judge's first version too, measured in the
+  README's quickstart): a calculation counts only when it computes something (an operator or a
+  function) from numbers that are in the question, an earlier result or the gold solution. A 135M
+  policy typed the gold answer as a bare number (`<math_exp>8</math_exp>`) or reused a
+  demonstration's numbers (`16 / 2`, the answer by coincidence); both scored as gold steps, the
+  states after them were kept, and answering there was right, which taught one of three seeds to
+  answer after one calculation (held-out 25/96 -> 8/96);
 - a malformed action (no parsable tag) scores 0;
 - a call of a tool without gold material (a user tool) scores NO_GOLD_STEPS, neither good nor bad.
 
@@ -27,6 +34,7 @@ paragraphs) retrieves the paragraph.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from fractions import Fraction
 from typing import Any
@@ -103,6 +111,49 @@ def local_search_ids(query: str, paragraphs: list[dict]) -> list[str]:
     return SearchTool(docs, cache_dir=False).search_ids([query], 1)[0]
 
 
+# ---------------------------------------------------------------- math: where a calculation's numbers come from
+
+_NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?|\.\d+")
+_ANNOTATION = re.compile(r"<<([^=<>]*)=")  # GSM8K's `<<48/2=24>>`: the left side is what was computed
+
+
+def _numbers_in(text: str) -> list[Fraction | float]:
+    return [n for n in (parse_number(m.replace(",", "")) for m in _NUMBER.findall(text or "")) if n is not None]
+
+
+def _gold_operands(meta: dict) -> list[Fraction | float]:
+    """The numbers the gold solution computes with: the arithmetic task's expressions, GSM8K's
+    annotations (or, without any, every number of its solution text)."""
+    from swirl_lite.tools.calculator import literals
+
+    exprs = list(meta.get("exprs") or [])
+    solution = str(meta.get("solution") or "")
+    exprs += _ANNOTATION.findall(solution)
+    out = [n for e in exprs for n in ((literals(str(e)) or ([], False))[0])]
+    return out if exprs else _numbers_in(solution)
+
+
+def ungrounded(view, meta: dict) -> str | None:
+    """Why a calculation is no step of a solution (`judge.grounded`), or None when it is one: it
+    computes nothing (a bare number), or it uses a number found in neither the question, an
+    earlier result nor the gold solution (a demonstration's, or one made up)."""
+    from swirl_lite.tools.calculator import literals
+
+    parsed = literals(view.query or "")
+    if parsed is None:
+        return None  # does not parse: the calculator's error decides
+    numbers, computes = parsed
+    if not computes:
+        return "no calculation: a bare number"
+    earlier = [parse_number(p.result) for p in view.prior
+               if p.kind == CALCULATE and p.result and not p.result.startswith("error")]
+    known = _numbers_in(view.question) + [e for e in earlier if e is not None] + _gold_operands(meta)
+    for n in numbers:
+        if not any(same_value(n, k) for k in known):
+            return f"uses {float(n):g}, in neither the question, an earlier result nor the gold solution"
+    return None
+
+
 # ---------------------------------------------------------------- the judge
 
 
@@ -111,12 +162,14 @@ class ReferenceJudge:
     and the search tool's index re-runs searches; without them, the built-in tags, and each
     question's own paragraphs are searched."""
 
-    def __init__(self, tools: Mapping[str, Any] | None = None, f1_threshold: float = 0.5, kind: str | None = None):
+    def __init__(self, tools: Mapping[str, Any] | None = None, f1_threshold: float = 0.5, kind: str | None = None,
+                 grounded: bool = False):
         self.tools = dict(tools or {})
         self.tags = action_tags(self.tools) if tools is not None else TAGS
         self.search = self.tools.get(SEARCH)
         self.f1_threshold, self.kind = f1_threshold, kind  # kind: math | qa | None (infer)
-        self.identity = f"reference:{REFERENCE_VERSION}:f1>={f1_threshold}"
+        self.grounded = grounded  # math: a calculation must compute from numbers in view (`ungrounded`)
+        self.identity = f"reference:{REFERENCE_VERSION}:f1>={f1_threshold}{':grounded' if grounded else ''}"
 
     def score(self, subs: list[SubTrajectory]) -> list[Verdict]:
         views = [view_of(s, self.tags) for s in subs]
@@ -169,6 +222,9 @@ class ReferenceJudge:
         steps = list(sub.meta.get("steps") or [])
         if not steps:
             return NO_GOLD_STEPS, "no gold steps to compare with"
+        why = ungrounded(view, sub.meta) if self.grounded else None
+        if why is not None:
+            return 0.0, why
         remaining = steps + golds  # the final value may be computed as a last calculation
         for prior in view.prior:  # each gold value can be earned once
             if prior.kind != CALCULATE:
