@@ -162,17 +162,3 @@ def test_tools_run_command_prints_query_arrow_result():
     assert out.exit_code == 0, out.output
     assert out.output.splitlines() == ["48 / 2 -> 24", "os.system('x') -> error: attribute access is not allowed"]
 
-
-def test_literals_are_the_numbers_written_and_whether_anything_is_computed():
-    from fractions import Fraction
-
-    from swirl_lite.tools.calculator import literals
-
-    assert literals("8") == ([Fraction(8)], False)  # a bare number computes nothing
-    assert literals("-8") == ([Fraction(8)], False)  # nor does a sign
-    assert literals("16 / 2") == ([Fraction(16), Fraction(2)], True)
-    assert literals("1,200 + $3") == ([Fraction(1200), Fraction(3)], True)
-    assert literals("20% of 50")[0] == [Fraction(50), Fraction(20)]  # not the sugar's 100
-    assert literals("12.5% * 100")[0] == [Fraction(25, 2), Fraction(100)]  # a written 100 stays
-    assert literals("max(3, 4)") == ([Fraction(3), Fraction(4)], True)
-    assert literals("3 *") is None and literals("x" * 500) is None

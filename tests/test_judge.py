@@ -13,7 +13,7 @@ from swirl_lite.config import OpenAIEndpoint, Recipe
 from swirl_lite.judges import CachedScorer, FormatCredit, MixScorer, VerdictCache, build_scorer
 from swirl_lite.judges.llm import LLMJudge
 from swirl_lite.judges.prompts import view_of
-from swirl_lite.judges.reference import ReferenceJudge
+from swirl_lite.judges.reference import ReferenceJudge, bare, operands
 from swirl_lite.schema import SubTrajectory, Verdict
 
 MATH_Q = "Question: Ana buys 3 pens at $4 each and pays with $20. How much change does she get?"
@@ -98,6 +98,16 @@ def test_grounded_calculations_compute_from_numbers_in_view():
     assert grounded.identity != plain.identity  # the verdict cache keeps them apart
     recipe = Recipe.model_validate({"judge": {"kind": "reference", "grounded": True}})
     assert build_scorer(recipe, None).grounded is True  # the recipe reaches the judge
+
+
+def test_a_calculations_operands_are_the_numbers_written():
+    """What `judge.grounded` and the format credit read of an expression, without running it."""
+    assert operands("1,200 + $3") == [1200.0, 3.0]
+    assert operands("20% of 50") == [20.0, 50.0]  # not the percent sugar's 100
+    assert operands("12.5% * 100") == [12.5, 100.0]  # a written 100 stays
+    assert operands("-8") == [8.0] and bare("-8") and bare("8")  # a sign computes nothing
+    assert not bare("16 / 2") and not bare("max(3, 4)") and not bare("2(3 + 4)")
+    assert not bare("3 × 4") and not bare("3 x 4")  # the calculator's sugar multiplies
 
 
 PARAS = [

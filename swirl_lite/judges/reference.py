@@ -113,45 +113,47 @@ def local_search_ids(query: str, paragraphs: list[dict]) -> list[str]:
 
 # ---------------------------------------------------------------- math: where a calculation's numbers come from
 
-_NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?|\.\d+")
+# Every unsigned number in a text. Not grading's number pattern: that one reads `12 / 4` as the
+# fraction 3 and `-5` as negative, where an expression's operands are 12, 4 and 5.
+_OPERAND = re.compile(r"(?<![\d.])\d+(?:\.\d+)?(?!\d)")
+_COMPUTES = re.compile(r"\d\s*[-+*/^%]|\w\(")  # an operator after a number, or a function call
 _ANNOTATION = re.compile(r"<<([^=<>]*)=")  # GSM8K's `<<48/2=24>>`: the left side is what was computed
 
 
-def _numbers_in(text: str) -> list[Fraction | float]:
-    return [n for n in (parse_number(m.replace(",", "")) for m in _NUMBER.findall(text or "")) if n is not None]
+def operands(text: str) -> list[float]:
+    """The numbers written in `text`, in order, unsigned, thousands commas dropped (`$1,200` -> 1200)."""
+    return [float(n) for n in _OPERAND.findall((text or "").replace(",", ""))]
 
 
-def _gold_operands(meta: dict) -> list[Fraction | float]:
+def bare(query: str) -> bool:
+    """A calculation that computes nothing: a number (or a signed one) with no operator or function,
+    read as the calculator reads it (`3 × 4` and `3 x 4` multiply)."""
+    from swirl_lite.tools.calculator import normalize
+
+    return not _COMPUTES.search(normalize(query))
+
+
+def _gold_operands(meta: dict) -> set[float]:
     """The numbers the gold solution computes with: the arithmetic task's expressions, GSM8K's
     annotations (or, without any, every number of its solution text)."""
-    from swirl_lite.tools.calculator import literals
-
-    exprs = list(meta.get("exprs") or [])
     solution = str(meta.get("solution") or "")
-    exprs += _ANNOTATION.findall(solution)
-    out = [n for e in exprs for n in ((literals(str(e)) or ([], False))[0])]
-    return out if exprs else _numbers_in(solution)
+    exprs = [str(e) for e in meta.get("exprs") or []] + _ANNOTATION.findall(solution)
+    return {n for e in exprs for n in operands(e)} if exprs else set(operands(solution))
 
 
 def ungrounded(view, meta: dict) -> str | None:
     """Why a calculation is no step of a solution (`judge.grounded`), or None when it is one: it
     computes nothing (a bare number), or it uses a number found in neither the question, an
-    earlier result nor the gold solution (a demonstration's, or one made up)."""
-    from swirl_lite.tools.calculator import literals
-
-    parsed = literals(view.query or "")
-    if parsed is None:
-        return None  # does not parse: the calculator's error decides
-    numbers, computes = parsed
-    if not computes:
+    earlier result nor the gold solution (a demonstration's, or one made up). The format credit's
+    `usable_new_step` asks the same of a step, without the gold solution."""
+    query = view.query or ""
+    if bare(query):
         return "no calculation: a bare number"
-    earlier = [parse_number(p.result) for p in view.prior
-               if p.kind == CALCULATE and p.result and not p.result.startswith("error")]
-    known = _numbers_in(view.question) + [e for e in earlier if e is not None] + _gold_operands(meta)
-    for n in numbers:
-        if not any(same_value(n, k) for k in known):
-            return f"uses {float(n):g}, in neither the question, an earlier result nor the gold solution"
-    return None
+    earlier = (parse_number(p.result) for p in view.prior
+               if p.kind == CALCULATE and p.result and not p.result.startswith("error"))
+    known = set(operands(view.question)) | {float(e) for e in earlier if e is not None} | _gold_operands(meta)
+    stray = next((n for n in operands(query) if n not in known), None)
+    return None if stray is None else f"uses {stray:g}, in neither the question, an earlier result nor the gold solution"
 
 
 # ---------------------------------------------------------------- the judge

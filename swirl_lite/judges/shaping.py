@@ -5,13 +5,20 @@ Both are departures from the paper for small policies (see each class).
 
 from __future__ import annotations
 
-import re
 from dataclasses import replace
 from typing import Any
 
 from swirl_lite.actions import TAGS
 from swirl_lite.judges.prompts import JudgeView, view_of
-from swirl_lite.judges.reference import CALCULATE, SEARCH, calculate, match_paragraph, same_value
+from swirl_lite.judges.reference import (
+    CALCULATE,
+    SEARCH,
+    bare,
+    calculate,
+    match_paragraph,
+    operands,
+    same_value,
+)
 from swirl_lite.schema import SubTrajectory, Verdict
 from swirl_lite.tasks.grading import parse_number
 
@@ -30,15 +37,6 @@ class MixScorer:
             why = f"reference {ref.score:.2f} ({ref.rationale}); llm {llm.label} {llm.score:.2f}"
             out.append(Verdict(ref.sub_id, self.identity, "GOOD" if score >= 0.5 else "BAD", score, why))
         return out
-
-
-# Every unsigned number in a text. Not grading's number pattern: that one reads `12 / 4` as the
-# fraction 3 and `-5` as negative, where an expression's operands are 12, 4 and 5.
-_NUMBER = re.compile(r"(?<![\d.])\d+(?:\.\d+)?(?!\d)")
-
-
-def _numbers(text: str) -> set[float]:
-    return {float(n) for n in _NUMBER.findall(text.replace(",", ""))}
 
 
 def _calculated(view: JudgeView) -> list:
@@ -60,10 +58,10 @@ def usable_new_step(view: JudgeView) -> bool:
         return True
     query = view.query or ""
     value = calculate(query)
-    if value is None or not re.search(r"\d\s*[-+*/^%]|\w\(", query):
+    if value is None or bare(query):
         return False  # an error, or a bare number copied from a result
-    known = _numbers(view.question) | {n for p in view.prior if p.result for n in _numbers(p.result)}
-    if not _numbers(query) <= known:
+    known = set(operands(view.question)) | {n for p in view.prior if p.result for n in operands(p.result)}
+    if not set(operands(query)) <= known:
         return False  # a number from nowhere
     return not any(same_value(value, e) for e in _calculated(view))
 

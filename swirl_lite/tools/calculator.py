@@ -287,29 +287,6 @@ def evaluate(expr: str, timeout_s: float = 0.1) -> str:
         return f"error: {type(exc).__name__}"
 
 
-def literals(expr: str) -> tuple[list[Fraction], bool] | None:
-    """The numbers written in `expr` and whether it computes anything (an operator or a function),
-    or None when it does not parse. `12.5%` reads as 12.5 (its `/100` is the sugar's, not written);
-    `1,200` as 1200. The reference judge's `grounded` check reads this, never runs it."""
-    if not isinstance(expr, str) or len(expr) > MAX_CHARS:
-        return None
-    text = normalize(expr)
-    try:
-        tree = ast.parse(text, mode="eval") if text else None
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return None
-    if tree is None or sum(1 for _ in ast.walk(tree)) > MAX_NODES:
-        return None
-    numbers = [Fraction(repr(n.value)) if isinstance(n.value, float) else Fraction(n.value)
-               for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, (int, float))
-               and not isinstance(n.value, bool) and math.isfinite(n.value)]
-    for _ in range(expr.count("%")):  # each percent sign's sugar divides by a 100 nobody wrote
-        if Fraction(100) in numbers:
-            numbers.remove(Fraction(100))
-    computes = any(isinstance(n, (ast.BinOp, ast.Call)) for n in ast.walk(tree))
-    return numbers, computes
-
-
 class Calculator:
     """The `calculator` tool (tag `math_exp`): `batch(["48/2"]) -> ["24"]`."""
 
