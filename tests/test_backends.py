@@ -264,6 +264,38 @@ def test_preallocated_cache_layer_appends_in_place_and_falls_back_when_full():
     assert torch.equal(k[:, :, 1:4], torch.cat(steps, dim=2))
 
 
+def test_row_caches_move_in_and_out_of_a_batch_without_a_second_whole_copy(tiny_model_dir):
+    """Building a batch cache with `consume` drops each source layer once copied, and `split_rows`
+    empties the batch cache layer by layer: the keys/values land where they belong either way."""
+    import torch
+    from transformers import AutoConfig
+
+    from swirl_lite.backends.hf import left_padded_cache, split_rows
+
+    config = AutoConfig.from_pretrained(tiny_model_dir)
+    n_layers = config.num_hidden_layers
+    heads, dim = config.num_key_value_heads, config.hidden_size // config.num_attention_heads
+
+    def row(n: int, base: float) -> list:
+        return [(torch.full((1, heads, n, dim), base + layer), torch.full((1, heads, n, dim), -base - layer))
+                for layer in range(n_layers)]
+
+    a, b = row(3, 10.0), row(5, 20.0)
+    cache = left_padded_cache(config, [a, b, a], [3, 5, 2], room=4, consume=True)
+    assert a == [None] * n_layers and b == [None] * n_layers  # every source layer released
+    keys = cache.layers[1].keys
+    assert keys.shape[2] == 5 and torch.equal(keys[0, :, 2:], torch.full((heads, 3, dim), 11.0))
+    assert torch.equal(keys[2, :, :3], torch.zeros(heads, 3, dim))  # left padding
+    assert torch.equal(keys[2, :, 3:], torch.full((heads, 2, dim), 11.0))
+    rows = split_rows(cache, [torch.tensor([2, 3, 4]), torch.tensor([0, 1, 2, 3, 4]), torch.tensor([3, 4])])
+    assert all(layer.keys is None and layer.values is None for layer in cache.layers)  # batch emptied
+    assert [r[1][0].shape[2] for r in rows] == [3, 5, 2]
+    assert torch.equal(rows[1][n_layers - 1][1], torch.full((1, heads, 5, dim), -20.0 - (n_layers - 1)))
+    kept = row(2, 1.0)
+    left_padded_cache(config, [kept], [2], room=0)  # without `consume` the caller's rows stay
+    assert all(layer is not None for layer in kept)
+
+
 # ---------------------------------------------------------------- vllm
 
 

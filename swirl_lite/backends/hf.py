@@ -195,14 +195,21 @@ def cache_layers(cache: Any) -> list[tuple[Any, Any]]:
     return [(layer.keys, layer.values) for layer in cache.layers]
 
 
-def left_padded_cache(config: Any, rows: list[list[tuple[Any, Any]] | None], lengths: list[int], room: int) -> Any:
+def left_padded_cache(config: Any, rows: list[list[tuple[Any, Any]] | None], lengths: list[int], room: int,
+                      consume: bool = False) -> Any:
     """A DynamicCache of len(rows) rows, row i holding the first lengths[i] positions of its own
     (batch-1) layers right-aligned after zeros, which the attention mask hides (None: no positions).
-    Each layer has `room` more positions preallocated for the tokens generation appends."""
+    Each layer has `room` more positions preallocated for the tokens generation appends.
+
+    With `consume`, each source layer is dropped from its row's list once copied (the caller owns
+    the lists), so building the batch never holds two whole copies of every row's keys/values:
+    at batch 48 of ~1,000-token rows a copy is ~2 GB of the embedded model's fp32 cache."""
     cache = plain_cache(config)
     depth = max(lengths)
     model_layers = next(r for r in rows if r is not None)
-    for layer, (k0, v0) in enumerate(model_layers):
+    sources = list({id(r): r for r in rows if r is not None}.values())
+    for layer in range(len(model_layers)):
+        k0, v0 = model_layers[layer]
         keys = k0.new_zeros((len(rows), k0.shape[1], depth + room, k0.shape[3]))
         values = v0.new_zeros((len(rows), v0.shape[1], depth + room, v0.shape[3]))
         for i, (row, n) in enumerate(zip(rows, lengths, strict=True)):
@@ -211,7 +218,25 @@ def left_padded_cache(config: Any, rows: list[list[tuple[Any, Any]] | None], len
                 keys[i, :, depth - n : depth] = k[0, :, :n]
                 values[i, :, depth - n : depth] = v[0, :, :n]
         cache.layers[layer] = _PreallocatedLayer(keys, values, depth)
+        if consume:
+            for row in sources:
+                row[layer] = None
     return cache
+
+
+def split_rows(cache: Any, indices: list[Any]) -> list[list[tuple[Any, Any]]]:
+    """Each row's own (batch-1) keys/values out of a batch cache: row i keeps the positions
+    `indices[i]` (a LongTensor). The batch cache is emptied layer by layer as its rows are copied
+    out, so the two never both hold every layer (it is of no use afterwards)."""
+    rows: list[list[tuple[Any, Any]]] = [[] for _ in indices]
+    for layer in cache.layers:
+        k, v = layer.keys, layer.values
+        for i, index in enumerate(indices):
+            rows[i].append((k[i : i + 1].index_select(2, index), v[i : i + 1].index_select(2, index)))
+        for attr in ("keys", "values", "buffers"):
+            if hasattr(layer, attr):
+                setattr(layer, attr, None)
+    return rows
 
 
 def _dynamic_layer() -> type:
@@ -356,7 +381,7 @@ class HFLLM:
         import torch
 
         pad = self.tokenizer.pad_token_id
-        cached, kv = self._cached_prefixes(prompts, max_new_tokens)
+        cached, kv = self._cached_prefixes(prompts, max_new_tokens, consume=True)
         # The batch cache holds what this call uses of the stored rows; `_keep_rows` stores new ones
         # after it. Keeping the old ones until then would hold a third copy of every row's KV.
         self.rows.clear()
@@ -410,8 +435,8 @@ class HFLLM:
         with torch.inference_mode():
             self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
                        logits_to_keep=1, **with_cache(self.model, kv))
-        for j, (p, c) in enumerate(zip(sub, cached, strict=True)):
-            self.rows.entries.append((p, self._row_layers(kv, j, depth, c, depth + width - (len(p) - c), depth + width)))
+        spans = [self._row_index(depth, c, depth + width - (len(p) - c), depth + width) for p, c in zip(sub, cached, strict=True)]
+        self.rows.entries += list(zip(sub, split_rows(kv, spans), strict=True))
 
     def _layout(self, prompts: list[list[int]], cached: list[int]) -> tuple[int, int, Any, Any]:
         """(depth, width, input ids, attention mask) of a batch laid out as [padding][cached
@@ -430,18 +455,18 @@ class HFLLM:
         ])
         return depth, width, input_ids, mask
 
-    def _row_layers(self, kv: Any, row: int, depth: int, cached: int, start: int, stop: int) -> list[tuple[Any, Any]]:
-        """Row `row`'s own (batch-1) keys/values out of the batch cache `kv`: its `cached` positions
-        ending at `depth`, then positions `start` to `stop` (its new tokens), without the padding."""
+    def _row_index(self, depth: int, cached: int, start: int, stop: int) -> Any:
+        """The batch-cache positions of one row without its padding: its `cached` positions ending at
+        `depth`, then positions `start` to `stop` (its new tokens)."""
         import torch
 
-        index = torch.tensor([*range(depth - cached, depth), *range(start, stop)], device=self.model.device)
-        return [(k[row : row + 1].index_select(2, index), v[row : row + 1].index_select(2, index)) for k, v in cache_layers(kv)]
+        return torch.tensor([*range(depth - cached, depth), *range(start, stop)], device=self.model.device)
 
     def _cached_prefixes(self, prompts: list[list[int]], max_new_tokens: int,
-                         clear_on_miss: bool = True) -> tuple[list[int], Any]:
+                         clear_on_miss: bool = True, consume: bool = False) -> tuple[list[int], Any]:
         """Per row, how many leading tokens come from a cache, and the batch KV cache holding them
-        left-padded to the longest ((all 0s, None) when caching is off or saves nothing)."""
+        left-padded to the longest ((all 0s, None) when caching is off or saves nothing). With
+        `consume` the stored rows are emptied as they are copied in (the caller clears them next)."""
         none = [0] * len(prompts), None
         if self.prefix is None:
             return none
@@ -468,7 +493,7 @@ class HFLLM:
                           if any(f and c for f, c in zip(from_prefix, cached, strict=True)) else None)
                 sources = [None if c == 0 else prefix if f else layers
                            for c, f, (_, layers) in zip(cached, from_prefix, own, strict=True)]
-                kv = left_padded_cache(self.model.config, sources, cached, width + max_new_tokens)
+                kv = left_padded_cache(self.model.config, sources, cached, width + max_new_tokens, consume=consume)
         except (TypeError, ValueError, NotImplementedError, AttributeError) as exc:  # unusual cache layouts: plain path
             from swirl_lite.console import console
 
@@ -482,12 +507,12 @@ class HFLLM:
                    new: list[list[int]]) -> None:
         """Store each row's own keys/values (prompt and the generated tokens fed back) for the next call."""
         fed = max(len(new[0]) - 1, 0)  # the last sampled token was never fed through the model
-        entries = []
+        ids, spans = [], []
         for i, (p, c) in enumerate(zip(prompts, cached, strict=True)):
             keep = min(self._turn_end(new[i]), fed)
-            layers = self._row_layers(kv, i, depth, c, depth + width - (len(p) - c), depth + width + keep)
-            entries.append((p + new[i][:keep], layers))
-        self.rows.replace(entries)
+            ids.append(p + new[i][:keep])
+            spans.append(self._row_index(depth, c, depth + width - (len(p) - c), depth + width + keep))
+        self.rows.replace(list(zip(ids, split_rows(kv, spans), strict=True)))
 
     def _turn_end(self, ids: list[int]) -> int:
         """Index of the first end-of-turn or padding token among generated `ids` (their length if none)."""
