@@ -18,7 +18,7 @@ from typing import Any
 
 from swirl_lite.config import Recipe
 from swirl_lite.console import console
-from swirl_lite.memory import StagePeak, release
+from swirl_lite.memory import StagePeak, malloc_for, release
 from swirl_lite.runs import RunDir
 
 ORDER = ("generate", "split", "filter", "train", "evaluate")
@@ -95,6 +95,7 @@ def run_stage(stage: str, recipe: Recipe, run: RunDir, force: bool = False,
     module = importlib.import_module(f"swirl_lite.stages.{stage}")
     if before is not None:
         before(stage)
+    malloc_for(stage)  # rollouts keep their KV caches off glibc's heap (memory.py: why)
     peak = StagePeak()
     try:
         with peak:  # the stage's wall time and peak memory, for the closing panel and the manifest

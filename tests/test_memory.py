@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import gc
+import os
+import sys
+
+import pytest
 
 from swirl_lite.config import build_recipe
 from swirl_lite.memory import rss_gb
@@ -79,3 +83,45 @@ def test_vllm_close_shuts_the_engine_down_once():
     llm.close()
     llm.close()
     assert calls == ["shutdown"] and not hasattr(llm, "engine")
+
+
+STEADY_PROBE = """
+import ctypes, sys
+from swirl_lite.memory import malloc_for
+
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+libc.mallinfo2.restype = MallInfo2
+print(malloc_for(sys.argv[1]) if sys.argv[1] != "default" else "default")
+size = 4 << 20  # a 4 MiB block, freed, then asked for again
+libc.free(libc.malloc(size))  # glibc by default raises its mmap threshold to this size here
+block = libc.malloc(size)
+print(libc.mallinfo2().hblkhd >= size)  # the second block is mapped on its own (not from the heap)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")
+@pytest.mark.parametrize("mode, mapped", [("evaluate", True), ("generate", True), ("train", False), ("default", False)])
+def test_rollout_stages_map_kv_sized_blocks_on_their_own(mode, mapped):
+    """In a rollout stage a large block freed and asked for again is mapped on its own (and so
+    unmapped when freed); glibc's default, and training's setting, serve it from the heap."""
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    out = subprocess.run([sys.executable, "-c", STEADY_PROBE, mode], capture_output=True, text=True,
+                         env=env, timeout=60, check=True).stdout.split()
+    if mode != "default":
+        assert out[0] == "True"  # the threshold was set
+    assert out[1] == str(mapped)
+
+
+def test_a_users_malloc_setting_wins(monkeypatch):
+    from swirl_lite.memory import malloc_for
+
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "65536")
+    assert malloc_for("evaluate") is False
