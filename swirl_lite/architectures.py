@@ -76,14 +76,15 @@ def family_of(name: str) -> str:
     return family
 
 
-def build_tokenizer(family: str):
-    """The embedded model's BPE with `family`'s special tokens and chat rules (offline)."""
+def build_tokenizer(family: str, source: str | Path | None = None):
+    """A BPE tokenizer (`source`: a folder or hub id; default the embedded model's, offline) with
+    `family`'s special tokens and chat rules."""
     from transformers import AutoTokenizer
 
     from swirl_lite.models import resolve_model_path
 
     _, bos, eos, pad, extra, template = FAMILIES[family_of(family)]
-    tok = AutoTokenizer.from_pretrained(resolve_model_path("embedded"))
+    tok = AutoTokenizer.from_pretrained(str(source) if source else resolve_model_path("embedded"))
     tok.add_tokens([bos, eos, pad, *extra], special_tokens=True)
     tok.bos_token, tok.eos_token, tok.pad_token = bos, eos, pad
     tok.chat_template = template
@@ -105,15 +106,17 @@ def family_config(family: str, vocab_size: int, size: str = "1b"):
     return LlamaConfig(vocab_size=vocab_size, tie_word_embeddings=True, **shape)
 
 
-def build_model(family: str, folder: str | Path, size: str = "1b", dtype: Any = None) -> Path:
+def build_model(family: str, folder: str | Path, size: str = "1b", dtype: Any = None,
+                tokenizer: str | Path | None = None) -> Path:
     """A random-weight model of `family` at `size` with its tokenizer, saved to `folder` (seeded:
     the same weights every time). `1b` keeps the family's real vocabulary size; the smaller sizes
-    use the tokenizer's (49k), so the embedding does not dwarf the layers."""
+    use the tokenizer's (49k), so the embedding does not dwarf the layers. `tokenizer`: see
+    `build_tokenizer`."""
     import torch
     from transformers import AutoModelForCausalLM
 
     family = family_of(family)
-    tok = build_tokenizer(family)
+    tok = build_tokenizer(family, tokenizer)
     config = family_config(family, FAMILIES[family][0] if size == "1b" else len(tok), size)
     config.bos_token_id, config.eos_token_id, config.pad_token_id = tok.bos_token_id, tok.eos_token_id, tok.pad_token_id
     torch.manual_seed(0)

@@ -50,6 +50,12 @@ class Card:
 # assumptions for eager PyTorch + bitsandbytes (~15 kernels a layer at ~20 us each), not measured.
 # load_s: a 1B 4-bit model from the hub cache (the first download of ~2.5 GB adds about a minute).
 _GPU = dict(decode_eff=0.5, compute_eff=0.35, layer_s=3e-4, load_s=60.0)
+# The one measurement so far (`swirl-lite bench gpu`, an H200, torch 2.11 + transformers 5.17 +
+# bitsandbytes 0.50.2, no unsloth): a decode step of random-weight Gemma 3 1B in 4-bit with LoRA took
+# 137-195 ms at batch 32 through the hf backend and ~155 ms at batch 4 in TRL's sampling, whatever the
+# batch: ~5.5 ms per layer per pass, 18x the assumption. Not yet profiled (the check's `decode` step
+# now is), so the plan keeps its assumption and prints the time at the measured cost beside it.
+MEASURED_LAYER_S = 5.5e-3
 CARDS = {
     "t4": Card("T4", (7, 5), 15.0, 320, 65, 8.1, False, **_GPU),
     "l4": Card("L4", (8, 9), 22.5, 300, 121, 30.3, True, **_GPU),
@@ -130,6 +136,7 @@ class Plan:
     dtype: str
     stages: list[StagePlan]
     worst_seconds: float  # every trajectory to its step cap, every action at max_new_tokens
+    measured_seconds: float | None  # GPU: the total at MEASURED_LAYER_S; None on the CPU card
     assumptions: list[tuple[str, str]]
 
     @property
@@ -149,6 +156,8 @@ class Plan:
             "recipe": self.recipe, "card": self.card.name, "dtype": self.dtype,
             "total_hours": round(self.total_seconds / 3600, 3),
             "worst_case_hours": round(self.worst_seconds / 3600, 3),
+            "at_measured_layer_cost_hours": None if self.measured_seconds is None
+            else round(self.measured_seconds / 3600, 3),
             "peak_vram_gb": round(self.peak_gb, 2), "card_memory_gb": self.card.memory_gb, "fits": self.fits,
             "stages": {s.stage: {"tokens": s.tokens, "decoded_tokens": s.decoded, "seconds": round(s.seconds, 1),
                                  "hours": round(s.seconds / 3600, 3), "peak_vram_gb": round(s.peak_gb, 2),
@@ -320,7 +329,12 @@ def predict(recipe: Recipe, card_name: str, name: str = "recipe") -> Plan:
     expected = stage_memory(recipe, b, seq=longest) or []
     stages = [StagePlan(stage, tokens, decoded, seconds, lim.total, exp.total)
               for (stage, tokens, decoded, seconds), lim, exp in zip(rows, limits, expected, strict=True)]
-    return Plan(name, card, dtype, stages, worst, _assumptions(recipe, card, dtype, task, t, demos, longest))
+    measured = None
+    if card.capability is not None:
+        slow = _Cost(shape, replace(card, layer_s=MEASURED_LAYER_S), b, recipe.model.load_in_4bit)
+        measured = sum(r[3] for r in _stages(recipe, slow, t, cap, demos))
+    return Plan(name, card, dtype, stages, worst, measured,
+                _assumptions(recipe, card, dtype, task, t, demos, longest))
 
 
 def _assumptions(recipe: Recipe, card: Card, dtype: str, task: str, t: TaskTokens, demos: int,
@@ -381,6 +395,9 @@ def print_plan(plan: Plan) -> None:
     fit = "fits" if plan.fits else "does NOT fit"
     rows = [*plan.assumptions, ("worst case", f"{hours(plan.worst_seconds)} (every trajectory to its step cap, "
                                               "every action at max_new_tokens)"),
+            *([("measured cost", f"{hours(plan.measured_seconds)} at {MEASURED_LAYER_S * 1e3:g} ms per layer per "
+                                 "pass, what one H200 measured (hf backend, 4-bit + LoRA; README)")]
+              if plan.measured_seconds is not None else []),
             ("verdict", f"{hours(plan.total_seconds)}; peak {plan.peak_gb:.1f} GB {fit} in {plan.card.memory_gb:g} GB")]
     console.print(summary_table("assumptions", rows, ("", ""), numeric=False))
 

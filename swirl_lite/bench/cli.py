@@ -167,16 +167,37 @@ def bench_train(model, steps, load_in_4bit, learn, reward, seed, demonstrations,
     write_json(json_path, result)
 
 
+def _lengths(value: str | None) -> tuple[int, ...] | None:
+    """`600,3000` -> (600, 3000); a usage error (exit 2) for anything else."""
+    if not value:
+        return None
+    try:
+        lengths = tuple(int(n) for n in value.split(","))
+    except ValueError:
+        lengths = ()
+    if not lengths or min(lengths) < 1:
+        raise click.BadParameter(f"{value!r}: give positive token counts, comma-separated (e.g. 600,3000)")
+    return lengths
+
+
 @bench.command(name="gpu")
 @click.option("--t4", is_flag=True, help="Cap memory at 15 GB and compute as a T4 does (refuses bf16).")
 @click.option("--tiny", is_flag=True, help="2-layer models, short states: the same steps on any device.")
 @click.option("--out", default="runs/gpu-check", show_default=True, help="Folder for the runs and gpu_check.json.")
-def bench_gpu(t4, tiny, out) -> None:
+@click.option("--family", "families", multiple=True, type=click.Choice(sorted(ARCHES)),
+              help="Only this family (repeatable; default: all).")
+@click.option("--tokenizer", default=None, metavar="PATH_OR_ID",
+              help="BPE tokenizer to build the families' tokenizers from (default: the embedded model's).")
+@click.option("--states", default=None, metavar="N,N,...", callback=lambda ctx, param, v: _lengths(v),
+              help="State lengths in tokens to generate from (default 600,1500,3000; --tiny 96,160).")
+@click.option("--train-steps", type=click.IntRange(min=1), default=None, help="GRPO steps (default 3; --tiny 1).")
+def bench_gpu(t4, tiny, out, families, tokenizer, states, train_steps) -> None:
     """Random-weight Gemma 3 1B / Llama 3.2 1B through the 4-bit recipe path: seconds, peak VRAM."""
     from swirl_lite.bench.gpu import run_check
 
     try:
-        report = run_check(out, t4=t4, tiny=tiny)
+        report = run_check(out, t4=t4, tiny=tiny, families=tuple(ARCHES[f] for f in families or ARCHES),
+                           tokenizer=tokenizer, states=states, train_steps=train_steps)
     except RUN_ERRORS as exc:
         fail(exc)
     sys.exit(0 if report["ok"] else 1)

