@@ -8,10 +8,12 @@ from click.testing import CliRunner
 
 from swirl_lite.cli import main
 
-STEPS = ["build", "load", "decode", "generate_96", "generate_160", "judge", "train", "reload"]
+STEPS = ["build", "load", "decode", "decode_unquantised", "generate_96", "generate_160", "judge", "train", "reload"]
 
 
 def test_tiny_gpu_check_writes_every_step(tmp_path, embedded_path, monkeypatch):
+    import torch
+
     monkeypatch.setenv("SWIRL_LITE_NO_PROGRESS", "1")
     result = CliRunner().invoke(main, ["bench", "gpu", "--tiny", "--out", str(tmp_path)])
     report = json.loads((tmp_path / "gpu_check.json").read_text())
@@ -30,6 +32,11 @@ def test_tiny_gpu_check_writes_every_step(tmp_path, embedded_path, monkeypatch):
         decode = rows["decode"]  # one profiled decode step at the batch and the first state length
         assert decode["decode_rows"] == 2 and decode["decode_context"] == 96 and decode["decode_ms"] > 0
         assert decode["top_cpu_ops"] and all(ms >= 0 for _, ms, _ in decode["top_cpu_ops"])
+        if not torch.cuda.is_available():  # which ops top the CPU time: asserted for CPU only
+            ops = {name for name, _, _ in decode["top_cpu_ops"]}
+            assert any(name.startswith("bitsandbytes::") for name in ops)  # the 4-bit model's step
+            plain = {name for name, _, _ in rows["decode_unquantised"]["top_cpu_ops"]}
+            assert not any(name.startswith("bitsandbytes::") for name in plain)
         assert rows["judge"]["steps"] == 2 and 0 <= rows["judge"]["mean_score"] <= 1
         assert rows["train"]["steps"] == 1
         assert rows["reload"]["adapter"].startswith("Peft") and rows["reload"]["new_tokens"] > 0
@@ -76,7 +83,7 @@ def test_one_family_with_a_tokenizer_from_a_folder(tmp_path, embedded_path, monk
     report = json.loads((tmp_path / "gpu_check.json").read_text())
     assert result.exit_code == 0, (report["errors"], result.output[-2000:])
     assert report["families"] == ["llama-3.2-1b"]
-    steps = ["build", "load", "decode", "generate_120", "judge", "train", "reload"]
+    steps = ["build", "load", "decode", "decode_unquantised", "generate_120", "judge", "train", "reload"]
     assert [r["step"] for r in report["steps"]] == steps and {r["family"] for r in report["steps"]} == {"llama-3.2-1b"}
     assert next(r for r in report["steps"] if r["step"] == "train")["steps"] == 2
 

@@ -7,6 +7,9 @@ recording its peak GPU memory:
 
   build        the random model and tokenizer, saved to a folder
   load         `models.load_model` in 4-bit: unsloth when importable, else transformers + peft
+  decode       one decode forward at batch 32 on a 600-token cache, timed and profiled (kernel
+               time against wall time, the ops with the most CPU time); `decode_unquantised`: the
+               same without 4-bit, to tell bitsandbytes' share of a step's fixed cost
   generate_N   one hf-backend batch of 32 states of ~N tokens (600, 1500, 3000), 256 new tokens
   judge        the logprob judge (`judge.model: policy`) on the 32 longest states
   train        the train stage: 3 GRPO steps on the longest states (judge as reward), adapter saved
@@ -197,6 +200,12 @@ def run_family(family: str, root: Path, shape: Shape, t4: bool, rec: Recorder, t
             _refuse_bf16(loaded.model, recipe)
     with rec.step(family, "decode") as extra:  # one generation step, timed and profiled
         extra.update(decode_probe(loaded.model, shape.batch, shape.states[0]))
+    # the same step unquantised: is the fixed cost per layer bitsandbytes' (dequantise per matmul)?
+    with rec.step(family, "decode_unquantised") as extra:
+        plain = load_model(recipe.model.model_copy(update={"load_in_4bit": False}))
+        extra.update(decode_probe(plain.model, shape.batch, shape.states[0]), dtype=str(plain.model.dtype))
+        del plain
+        release()
     llm = make_llm(recipe, loaded)
     chats = {}
     for target in shape.states:
