@@ -51,9 +51,9 @@ class Card:
 # load_s: a 1B 4-bit model from the hub cache (the first download of ~2.5 GB adds about a minute).
 _GPU = dict(decode_eff=0.5, compute_eff=0.35, layer_s=3e-4, load_s=60.0)
 # The one measurement so far (`swirl-lite bench gpu`, an H200, torch 2.11 + transformers 5.17 +
-# bitsandbytes 0.50.2, no unsloth): a decode step of random-weight Gemma 3 1B in 4-bit with LoRA took
-# 137-195 ms at batch 32 through the hf backend and ~155 ms at batch 4 in TRL's sampling, whatever the
-# batch: ~5.5 ms per layer per pass, 18x the assumption. Not yet profiled (the check's `decode` step
+# bitsandbytes 0.50.2, no unsloth): a decode step of random-weight Gemma 3 1B in 4-bit took 137-195 ms
+# at batch 32 through the hf backend and ~155 ms at batch 4 in training's sampling (with LoRA), whatever
+# the batch: ~5.5 ms per layer per pass, 18x the assumption. Not yet profiled (the check's `decode` step
 # now is), so the plan keeps its assumption and prints the time at the measured cost beside it.
 MEASURED_LAYER_S = 5.5e-3
 CARDS = {
@@ -396,7 +396,7 @@ def print_plan(plan: Plan) -> None:
     rows = [*plan.assumptions, ("worst case", f"{hours(plan.worst_seconds)} (every trajectory to its step cap, "
                                               "every action at max_new_tokens)"),
             *([("measured cost", f"{hours(plan.measured_seconds)} at {MEASURED_LAYER_S * 1e3:g} ms per layer per "
-                                 "pass, what one H200 measured (hf backend, 4-bit + LoRA; README)")]
+                                 "pass, what one H200 measured (hf backend, 4-bit; README)")]
               if plan.measured_seconds is not None else []),
             ("verdict", f"{hours(plan.total_seconds)}; peak {plan.peak_gb:.1f} GB {fit} in {plan.card.memory_gb:g} GB")]
     console.print(summary_table("assumptions", rows, ("", ""), numeric=False))

@@ -192,6 +192,7 @@ def test_shared_states_hold_each_state_once_without_checkpointing():
     assert kept < 0.7 * shared.activations
     assert abs(per_row.activations - 16 * (1024 + 48) * (30 * 576 * 4 + layer) / 1024**3) < 1e-9
 
+
 def test_gpu_plans_show_the_time_at_the_measured_layer_cost_and_cpu_plans_do_not(tmp_path):
     gpu = _plan("gsm8k", "t4")
     assert gpu.measured_seconds > gpu.total_seconds  # 5.5 ms a layer a pass costs more than 0.3

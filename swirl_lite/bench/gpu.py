@@ -39,6 +39,7 @@ from typing import Any
 from swirl_lite.architectures import FAMILIES, build_model
 from swirl_lite.console import console, summary_table
 from swirl_lite.memory import release, rss_gb
+from swirl_lite.notebook import versions
 
 T4_MEMORY_GB = 15
 T4_CAPABILITY = (7, 5)
@@ -141,23 +142,27 @@ def decode_probe(model, rows: int, context: int, steps: int = 16, profiled: int 
     cuda = torch.cuda.is_available()
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     device = next(model.parameters()).device
-    ids = torch.randint(100, 1000, (rows, context), device=device, generator=None)
+    ids = torch.randint(100, 1000, (rows, context), device=device)
     cache = plain_cache(model.config)
+
+    def forward(input_ids) -> None:
+        model(input_ids=input_ids, use_cache=True, logits_to_keep=1, **with_cache(model, cache))
+
     with torch.no_grad():
-        model(input_ids=ids, use_cache=True, logits_to_keep=1, **with_cache(model, cache))
+        forward(ids)  # the states' prefill
         token = ids[:, -1:]
         for _ in range(3):  # warm-up
-            model(input_ids=token, use_cache=True, logits_to_keep=1, **with_cache(model, cache))
+            forward(token)
         sync()
         started = time.perf_counter()
         for _ in range(steps):
-            model(input_ids=token, use_cache=True, logits_to_keep=1, **with_cache(model, cache))
+            forward(token)
         sync()
         wall_ms = (time.perf_counter() - started) * 1000 / steps
         activities = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if cuda else [])
         with torch.profiler.profile(activities=activities) as prof:
             for _ in range(profiled):
-                model(input_ids=token, use_cache=True, logits_to_keep=1, **with_cache(model, cache))
+                forward(token)
             sync()
     events = prof.key_averages()
     kernel_ms = sum(getattr(e, "self_device_time_total", 0) or 0 for e in events) / 1000 / profiled
@@ -241,19 +246,6 @@ def run_family(family: str, root: Path, shape: Shape, t4: bool, rec: Recorder, t
     release()
 
 
-def _versions() -> dict[str, str]:
-    """The stack this check ran on (what a GPU number means depends on it)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    found = {}
-    for name in ("torch", "transformers", "peft", "trl", "accelerate", "bitsandbytes", "unsloth"):
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            continue
-    return found
-
-
 def run_check(out: str | Path, t4: bool = False, tiny: bool = False, families: tuple[str, ...] = tuple(FAMILIES),
               tokenizer: str | None = None, states: tuple[int, ...] | None = None,
               train_steps: int | None = None) -> dict:
@@ -280,12 +272,13 @@ def run_check(out: str | Path, t4: bool = False, tiny: bool = False, families: t
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
     started, errors, tracebacks = time.perf_counter(), [], []
+    stack = versions()  # what a GPU number means depends on it
 
     def write(done: bool) -> dict:
         report = {
             "device": torch.cuda.get_device_name(0) if cuda else "cpu",
             "capability": ".".join(map(str, torch.cuda.get_device_capability(0))) if cuda else None,
-            "versions": _versions(), "t4": t4, "tiny": tiny, "families": list(families),
+            "versions": stack, "t4": t4, "tiny": tiny, "families": list(families),
             "shape": shape.__dict__, "done": done, "ok": done and not errors, "errors": errors,
             "total_seconds": round(time.perf_counter() - started, 1), "steps": rec.rows,
             "tracebacks": tracebacks,
