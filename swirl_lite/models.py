@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import os
@@ -225,11 +226,34 @@ def load_model(cfg: ModelConfig, lora: bool = False, trainable: bool = False) ->
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, cfg.adapter, is_trainable=trainable)
+        if not trainable and not cfg.load_in_4bit:
+            # For inference the adapter is added into the weights: the same function with none of
+            # LoRA's extra matmuls per projection (evaluation 1.17-1.23x faster on CPU, the same
+            # greedy trajectories: README, Benchmarks). `disable_adapter` (judge.model 'policy')
+            # still gives the base weights: peft takes the sum back out first. Not in 4-bit, where
+            # the sum would be rounded to NF4 again.
+            model.merge_adapter()
     elif lora:
         model = add_lora(model, cfg.lora, cfg.load_in_4bit)
     if not trainable:
         model.eval()
     return LoadedModel(model, tokenizer, "hf", path)
+
+
+@contextlib.contextmanager
+def base_weights(model):
+    """A PeftModel with its adapter switched off (the base weights), then back as it was: peft takes
+    a merged adapter out of the weights to switch it off, so it is merged back in afterwards."""
+    if not (hasattr(model, "disable_adapter") and hasattr(model, "peft_config")):
+        yield model
+        return
+    merged = any(getattr(m, "merged", False) for m in model.modules())
+    try:
+        with model.disable_adapter():
+            yield model
+    finally:
+        if merged:
+            model.merge_adapter()
 
 
 def peft_config(lora: LoraConfig):

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from swirl_lite.config import LoraConfig, ModelConfig
-from swirl_lite.models import load_model, pick_backend, resolve_model_path
+from swirl_lite.models import base_weights, load_model, pick_backend, resolve_model_path
 
 
 def test_embedded_model_generates_from_chat(embedded_path):
@@ -90,6 +90,40 @@ def test_4bit_lora_backward_changes_only_adapter(tiny_model_dir):
     for name, param in model.named_parameters():
         if not param.requires_grad:
             assert torch.equal(param, frozen[name]), f"base weight {name} changed"
+
+
+def test_an_adapter_loaded_for_inference_is_merged_and_still_switches_off(tiny_model_dir, tmp_path):
+    import torch
+
+    cfg = ModelConfig(name=tiny_model_dir, lora=LoraConfig(r=4, alpha=8))
+    trained = load_model(cfg, lora=True, trainable=True).model
+    torch.manual_seed(0)
+    for name, param in trained.named_parameters():
+        if "lora_B" in name:  # a trained adapter: B is zero only before training
+            torch.nn.init.normal_(param, std=0.05)
+    trained.save_pretrained(tmp_path / "adapter")
+    batch = load_model(cfg).tokenizer(["one two three four five"], return_tensors="pt")
+    with torch.no_grad():
+        base_logits = load_model(cfg).model(**batch).logits
+        trained.eval()
+        lora_logits = trained(**batch).logits
+
+    loaded = load_model(cfg.model_copy(update={"adapter": str(tmp_path / "adapter")}))
+    lora_layers = [m for m in loaded.model.modules() if hasattr(m, "merged") and hasattr(m, "lora_A")]
+    assert lora_layers and all(m.merged for m in lora_layers)
+    with torch.no_grad():
+        merged_logits = loaded.model(**batch).logits
+        with base_weights(loaded.model):  # judge.model 'policy' judges with the base weights
+            off_logits = loaded.model(**batch).logits
+        again_logits = loaded.model(**batch).logits
+    assert all(m.merged for m in lora_layers), "merged again after the base weights were used"
+    assert (lora_logits - base_logits).abs().max() > 1e-2, "the adapter must change the model for this test"
+    torch.testing.assert_close(merged_logits, lora_logits, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(off_logits, base_logits, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(again_logits, lora_logits, atol=1e-4, rtol=1e-4)
+
+    trainable = load_model(cfg.model_copy(update={"adapter": str(tmp_path / "adapter")}), trainable=True)
+    assert not any(getattr(m, "merged", False) for m in trainable.model.modules()), "training must not merge"
 
 
 def test_help_does_not_import_torch():

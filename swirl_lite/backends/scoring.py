@@ -21,6 +21,8 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from swirl_lite.models import base_weights
+
 Scored = tuple[str, float, str | None]  # (label, score, rationale)
 
 
@@ -50,9 +52,8 @@ class HFEngine:
         model = self.model
         was_training = model.training
         model.eval()
-        ctx = model.disable_adapter() if hasattr(model, "disable_adapter") and hasattr(model, "peft_config") else contextlib.nullcontext()
         try:
-            with ctx:
+            with base_weights(model):
                 yield model
         finally:
             if was_training:
