@@ -37,7 +37,7 @@ def release(*engines: Any) -> None:
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
 STEADY_THRESHOLD = 128 * 1024  # glibc's own starting value, kept fixed: rollouts
-FAST_THRESHOLD = 32 * 1024 * 1024  # the ceiling glibc's own adjustment reaches: training
+TRAINING_THRESHOLD = 1024 * 1024  # training and the other stages: blocks of a layer's activations and up
 ROLLOUT_STAGES = ("generate", "evaluate")
 
 
@@ -50,16 +50,19 @@ def malloc_for(stage: str) -> bool:
     KV cache each round at new sizes, which leaves the heap at its high-water mark; with the
     threshold fixed at 128 KiB each such block is mapped on its own and unmapped when freed.
     Measured side by side (one thread each, README "Benchmarks"): the quickstart's base evaluation
-    peak RSS 4.11 -> 3.31 GB, 1.03x the time, the same trajectories; its training 4.07 -> 2.68 GB,
-    but 1.4x the time (it maps and faults in its activations anew every step), so the other stages
-    get the ceiling of glibc's own adjustment, fixed (one `swirl-lite run` goes through both). A
-    user's MALLOC_MMAP_THRESHOLD_ wins (glibc read it at start); without glibc (macOS, musl)
-    nothing changes."""
+    peak RSS 4.11 -> 3.31 GB, 1.03x the time, the same trajectories. Training frees and reallocates
+    its activations every step: at 128 KiB its peak fell 4.07 -> 2.68 GB but took 1.4x the time (it
+    maps and faults in every block anew); at 1 MiB, where a layer's activations for a ~600-token
+    state (1.4-3.7 MB each on the embedded model) are still mapped on their own, 4.04-4.09 ->
+    3.15-3.26 GB at ~1.08x the time (2 MiB: 3.95 GB; glibc's own: the high-water mark), so the
+    other stages get 1 MiB (one `swirl-lite run` goes through all). A user's
+    MALLOC_MMAP_THRESHOLD_ wins (glibc read it at start); without glibc (macOS, musl) nothing
+    changes."""
     import os
 
     if not sys.platform.startswith("linux") or "MALLOC_MMAP_THRESHOLD_" in os.environ:
         return False
-    threshold = STEADY_THRESHOLD if stage in ROLLOUT_STAGES else FAST_THRESHOLD
+    threshold = STEADY_THRESHOLD if stage in ROLLOUT_STAGES else TRAINING_THRESHOLD
     try:
         libc = ctypes.CDLL("libc.so.6")
         ok = libc.mallopt(M_MMAP_THRESHOLD, threshold) == 1
