@@ -10,9 +10,10 @@ the step cap, or when its chat no longer fits the context; its slot goes at once
 
 How far a round goes is the backend's (`backends.Advancing`): `openai` and `vllm` keep one request
 in flight per trajectory (a server's request, or one in vLLM's own engine) and a round ends at the
-first finished turns, so the engine's continuous batching is never idled by a step barrier. The `hf` backend with `generate.chunk_tokens: N` generates up to N
-tokens per round, so no trajectory waits more than that for another's long action (continuous
-batching; rows that join a round are prefilled on their own first). Its default, 0, finishes every
+first finished turns, so the engine's continuous batching is never idled by a step barrier. The
+`hf` backend with `generate.chunk_tokens: N` generates up to N tokens per round, so no trajectory
+waits more than that for another's long action (continuous batching; rows that join a round are
+prefilled on their own first). Its default, 0, finishes every
 turn in each round (lockstep): each round re-enters `generate` and re-lays every row's cache out, so
 on a 2-core CPU rounds gain only where actions differ much in length and prompts are long (README,
 Benchmarks: 0.94x lockstep on learn-cpu's arithmetic, 1.17x on learn-cpu-search's questions). A

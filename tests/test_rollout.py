@@ -284,6 +284,7 @@ def test_vllm_backend_runs_each_turn_as_its_own_request_stream(task, fake_vllm_m
     once per round for the turns done in it, every job comes out once, the trajectories are the
     lockstep ones (and its own lockstep `generate`'s), greedy requests carry no seed."""
     from swirl_lite.backends.vllm import VLLMLLM
+    from swirl_lite.bench.rollout import Lockstep
 
     long = "Let me think " + "very " * 45 + "<math_exp>0 + 1</math_exp>"
     scripts = {"What is 0 plus": [long, "<answer>1</answer>"]}
@@ -294,11 +295,7 @@ def test_vllm_backend_runs_each_turn_as_its_own_request_stream(task, fake_vllm_m
     llm = VLLMLLM(engine, max_context=100_000)
     trajs = run(llm, task, {"math_exp": tool}, jobs, batch_size=3)
     lockstep = {t.id: t for t in run(ScriptedLLM(scripts), task, {"math_exp": CountingCalculator()}, jobs, batch_size=3)}
-
-    class Lockstep:  # the same backend without `advance`: its one-call-per-round `generate`
-        def __init__(self, inner):
-            self.generate = inner.generate
-
+    # the same backend without `advance`: its one-call-per-round `generate`
     via_generate = {t.id: t for t in run(Lockstep(VLLMLLM(FakeVLLM(ScriptedLLM(scripts), 4), 100_000)), task,
                                          {"math_exp": CountingCalculator()}, jobs, batch_size=3)}
 

@@ -175,6 +175,14 @@ def seed_for(base: int, *parts: object) -> int:
     return int.from_bytes(digest[:8], "big") >> 1
 
 
+def beyond_context(ids: Sequence[int], params: SamplingParams, max_context: int) -> Completion | None:
+    """The empty `finish_reason="context"` completion of a prompt that leaves no room for
+    `max_new_tokens` in the context; None when it fits."""
+    if len(ids) + params.max_new_tokens > max_context:
+        return Completion("", len(ids), 0, "context")
+    return None
+
+
 def generate_fitting(
     prompts: list[list[int]],
     params: SamplingParams,
@@ -183,13 +191,8 @@ def generate_fitting(
 ) -> list[Completion]:
     """Run `generate(indices)` on the prompts that leave room for `max_new_tokens`; the others get
     an empty `finish_reason="context"` completion, so one over-long chat never fails the batch."""
-    results: list[Completion | None] = [None] * len(prompts)
-    fits = []
-    for i, ids in enumerate(prompts):
-        if len(ids) + params.max_new_tokens > max_context:
-            results[i] = Completion("", len(ids), 0, "context")
-        else:
-            fits.append(i)
+    results: list[Completion | None] = [beyond_context(ids, params, max_context) for ids in prompts]
+    fits = [i for i, result in enumerate(results) if result is None]
     if fits:
         for i, completion in zip(fits, generate(fits), strict=True):
             results[i] = completion

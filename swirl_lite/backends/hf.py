@@ -38,6 +38,7 @@ from swirl_lite.backends import (
     Completion,
     SamplingParams,
     Turn,
+    beyond_context,
     cut_at_stop,
     generate_fitting,
     seed_for,
@@ -337,8 +338,8 @@ class HFLLM:
         for i, turn in enumerate(turns):
             if turn.state is None:
                 ids = self.prompt_ids(turn.conversation)
-                if len(ids) + params.max_new_tokens > self.max_context:
-                    out[i] = Completion("", len(ids), 0, "context")
+                out[i] = beyond_context(ids, params, self.max_context)
+                if out[i] is not None:
                     continue
                 gen = seeded_generator(turn.seed, self.model.device) if params.temperature > 0 else None
                 turn.state = _TurnState(ids, [], gen)

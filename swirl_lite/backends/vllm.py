@@ -27,6 +27,7 @@ from swirl_lite.backends import (
     Completion,
     SamplingParams,
     Turn,
+    beyond_context,
     cut_at_stop,
     generate_fitting,
     seed_for,
@@ -141,8 +142,8 @@ class VLLMLLM:
         for turn in turns:
             if turn.state is None:
                 ids = self._ids(turn.conversation)
-                if len(ids) + params.max_new_tokens > self.max_context:  # as `generate_fitting`
-                    turn.state = Completion("", len(ids), 0, "context")
+                turn.state = beyond_context(ids, params, self.max_context)
+                if turn.state is not None:
                     continue
                 # Outputs carry the id given here (vLLM 0.32 returns an internal one with a suffix).
                 turn.state = f"swirl-{id(self):x}-{next(self._request_ids)}"
