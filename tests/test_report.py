@@ -205,8 +205,10 @@ def test_the_terminal_headline_and_closing_panel_fit_80_columns(tmp_path):
     assert max(map(len, panel.splitlines())) <= 80
     assert "swirl 8/10 vs base 2/10 on gsm8k: +60.0 pts, McNemar p=0.031" in panel
     assert "a real difference" in panel and "report.html" in panel
-    assert "--adapter" in panel and "learn-cpu" in panel and "gsm8k.yaml" in panel
+    assert "--adapter" in panel and "run recipes/learn-cpu.yaml" in panel and "gsm8k.yaml" in panel
     noise = closing_panel({**metrics, "comparisons": [{**metrics["comparisons"][0], "mcnemar_p": 0.5}]},
                           run, "recipes/learn-cpu-search.yaml")
     text = "\n".join(_rendered(noise))
-    assert "could be noise" in text and "swirl-lite run recipes/learn-cpu-search.yaml" not in text
+    assert "could be noise" in text and "swirl-lite run recipes/learn-cpu" not in text
+    text = "\n".join(_rendered(closing_panel(metrics, run, "recipes/learn-cpu.yaml")))
+    assert "run recipes/learn-cpu-search.yaml" in text and "run recipes/learn-cpu.yaml" not in text
