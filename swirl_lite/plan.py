@@ -76,8 +76,9 @@ CALIBRATION = {
 }
 # The settings each measured run had, where the recipe file has changed since (`--set` overrides on
 # the recipe as it is now): the quickstart was measured with one written demonstration, no filter,
-# 8 GRPO steps of 1 state and 24 evaluation questions.
+# 8 GRPO steps of 1 state and 24 evaluation questions; learn-cpu with no filter and 48 questions.
 CALIBRATION_SETTINGS = {
+    "learn-cpu": ("filter.strategy=none", "filter.unit=trajectory", "eval.seed=0", "eval.n_questions=48"),
     "quickstart": (
         "data.limit=16", "data.demonstrations_from=builtin", "generate.demonstrations=1",
         "generate.batch_size=32", "generate.max_new_tokens=48", "filter.strategy=none",
