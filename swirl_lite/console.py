@@ -37,8 +37,9 @@ KNOWN_WARNINGS = (
     (r"`torch\.jit\.\w+` is deprecated", FutureWarning),
 )
 # Library loggers whose warnings are advice for their developers, not for a swirl-lite user:
-# bitsandbytes on a CPU with AVX512-BF16 asks for an optional `kernels` package it falls back from.
-QUIET_LOGGERS = ("bitsandbytes",)
+# bitsandbytes on a CPU with AVX512-BF16 asks for an optional `kernels` package it falls back from;
+# `kernels` (0.19), where installed, says offline mode skips its publisher check of a cached kernel.
+QUIET_LOGGERS = ("bitsandbytes", "kernels")
 
 
 def quiet_third_party() -> None:
