@@ -44,6 +44,7 @@ from swirl_lite.backends import (
     seed_for,
 )
 from swirl_lite.compat import with_cache
+from swirl_lite.memory import trim
 
 
 class SeededSampler:
@@ -222,6 +223,8 @@ def left_padded_cache(config: Any, rows: list[list[tuple[Any, Any]] | None], len
         if consume:
             for row in sources:
                 row[layer] = None
+            if k0.device.type == "cpu":  # else glibc may keep the freed rows resident (memory.trim)
+                trim()
     return cache
 
 
@@ -237,6 +240,8 @@ def split_rows(cache: Any, indices: list[Any]) -> list[list[tuple[Any, Any]]]:
         for attr in ("keys", "values", "buffers"):
             if hasattr(layer, attr):
                 setattr(layer, attr, None)
+        if k.device.type == "cpu":
+            trim()
     return rows
 
 
@@ -289,6 +294,10 @@ class HFLLM:
     name = "hf"
 
     MIN_PREFIX = 32  # shorter shared prefixes are not worth a cache copy
+    # On CPU, new tokens go through the model this many at a time (transformers' chunked prefill):
+    # the first call of a quickstart evaluation feeds 48 rows x ~505 tokens, whose activations
+    # added ~0.7 GB at once.
+    PREFILL_CHUNK = 128
 
     def __init__(self, model: Any, tokenizer: Any, max_context: int = 4096, prefix_cache: bool = True,
                  chunk_tokens: int | None = None):
@@ -386,6 +395,8 @@ class HFLLM:
         # The batch cache holds what this call uses of the stored rows; `_keep_rows` stores new ones
         # after it. Keeping the old ones until then would hold a third copy of every row's KV.
         self.rows.clear()
+        if self.model.device.type == "cpu":  # the stored rows, copied into the batch cache, are free
+            trim()
         self.last_cached = cached  # for tests and benchmarks: tokens per row that came from a cache
         self.reused_tokens += sum(cached)
         depth, width, input_ids, mask = self._layout(prompts, cached)
@@ -396,6 +407,8 @@ class HFLLM:
             do_sample=False, temperature=None, top_p=None, top_k=None, max_new_tokens=max_new_tokens,
             pad_token_id=pad, stop_strings=list(params.stop) or None, num_beams=1,
         )
+        if kv is not None and device.type == "cpu" and width > self.PREFILL_CHUNK:
+            config.update(prefill_chunk_size=self.PREFILL_CHUNK)
         processors = []
         if params.temperature > 0:
             from transformers import LogitsProcessorList
@@ -410,6 +423,9 @@ class HFLLM:
         new = out[:, depth + width :].tolist()
         if kv is not None:
             self._keep_rows(kv, prompts, cached, depth, width, new)
+        del kv, out
+        if device.type == "cpu":  # the batch cache and the call's activations are free now
+            trim()
         return new
 
     def _prefill(self, prompts: list[list[int]]) -> None:
