@@ -253,7 +253,7 @@ def headline(metrics: dict) -> tuple[str, str]:
             f"{c['task']}: {100 * c['accuracy_diff']:+.1f} pts, McNemar p={c['mcnemar_p']:.2g}")
     if c["mcnemar_p"] < 0.05:
         return line, "a real difference (p < 0.05), not noise"
-    return line, "could be noise (p >= 0.05): more questions or more training steps"
+    return line, "could be noise (p >= 0.05): one run is one draw; more steps, questions or seeds (sweep)"
 
 
 def closing_panel(metrics: dict | None, run_path, recipe_path: str, stages: dict | None = None):
