@@ -38,8 +38,9 @@ def trim() -> None:
     memory, but glibc serves later blocks from them before it maps new ones, whatever the mmap
     threshold, and a freed heap block stays resident until the next trim. So a rollout that follows
     training in the same process kept each round's freed KV caches resident: the quickstart's
-    evaluation peaked at 3.85 GB after training, 3.21 GB alone (README, Quickstart). The hf
-    backend trims after each CPU generation call."""
+    evaluation peaked at 3.83 GB after training, 3.21 GB alone (README, Quickstart). The hf
+    backend trims as each layer's caches move between its rows and the batch, and after each
+    CPU generation call (a few dozen trims a call)."""
     if sys.platform.startswith("linux"):
         try:  # glibc: hand freed heap pages back (a CPU run's RSS would stay at its peak otherwise)
             ctypes.CDLL("libc.so.6").malloc_trim(0)
