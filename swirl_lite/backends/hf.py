@@ -294,7 +294,7 @@ class HFLLM:
     name = "hf"
 
     MIN_PREFIX = 32  # shorter shared prefixes are not worth a cache copy
-    # On CPU, new tokens go through the model this many at a time (transformers' chunked prefill):
+    # On CPU, a call's new tokens go through the model this many at a time (`_prefill_chunks`):
     # the first call of a quickstart evaluation feeds 48 rows x ~505 tokens, whose activations
     # added ~0.7 GB at once.
     PREFILL_CHUNK = 128
@@ -407,8 +407,8 @@ class HFLLM:
             do_sample=False, temperature=None, top_p=None, top_k=None, max_new_tokens=max_new_tokens,
             pad_token_id=pad, stop_strings=list(params.stop) or None, num_beams=1,
         )
-        if kv is not None and device.type == "cpu" and width > self.PREFILL_CHUNK:
-            config.update(prefill_chunk_size=self.PREFILL_CHUNK)
+        if kv is not None and device.type == "cpu" and width - 1 > self.PREFILL_CHUNK:
+            self._prefill_chunks(kv, input_ids, mask, depth + width - 1)
         processors = []
         if params.temperature > 0:
             from transformers import LogitsProcessorList
@@ -427,6 +427,21 @@ class HFLLM:
         if device.type == "cpu":  # the batch cache and the call's activations are free now
             trim()
         return new
+
+    def _prefill_chunks(self, kv: Any, input_ids: Any, mask: Any, stop: int) -> None:
+        """Feed the batch's tokens from the cache's end up to column `stop` into `kv`, PREFILL_CHUNK
+        at a time; `generate` then feeds only what is left (it starts where the cache ends).
+        transformers' own `prefill_chunk_size` re-feeds a cache's positions in 5.17."""
+        import torch
+
+        device = self.model.device
+        positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+        with torch.inference_mode():
+            for start in range(kv.get_seq_length(), stop, self.PREFILL_CHUNK):
+                end = min(start + self.PREFILL_CHUNK, stop)
+                self.model(input_ids=input_ids[:, start:end].to(device), attention_mask=mask[:, :end].to(device),
+                           position_ids=positions[:, start:end].to(device), use_cache=True, logits_to_keep=1,
+                           **with_cache(self.model, kv))
 
     def _prefill(self, prompts: list[list[int]]) -> None:
         """Before a round of continuous batching: the rows with more than one token not in a cache
