@@ -13,6 +13,7 @@ CUDA cache and returns free heap pages to the OS.
 from __future__ import annotations
 
 import ctypes
+import functools
 import gc
 import sys
 from typing import Any
@@ -41,11 +42,20 @@ def trim() -> None:
     evaluation peaked at 3.83 GB after training, 3.21 GB alone (README, Quickstart). The hf
     backend trims as each layer's caches move between its rows and the batch, and after each
     CPU generation call (a few dozen trims a call)."""
-    if sys.platform.startswith("linux"):
-        try:  # glibc: hand freed heap pages back (a CPU run's RSS would stay at its peak otherwise)
-            ctypes.CDLL("libc.so.6").malloc_trim(0)
-        except (OSError, AttributeError):
-            pass
+    libc = _glibc()
+    if libc is not None and hasattr(libc, "malloc_trim"):  # a CPU run's RSS would stay at its peak otherwise
+        libc.malloc_trim(0)
+
+
+@functools.cache
+def _glibc() -> Any:
+    """glibc, loaded once (`trim` runs dozens of times a generation call); None elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:  # a Linux without glibc (musl)
+        return None
 
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
@@ -73,15 +83,12 @@ def malloc_for(stage: str) -> bool:
     changes."""
     import os
 
-    if not sys.platform.startswith("linux") or "MALLOC_MMAP_THRESHOLD_" in os.environ:
+    libc = _glibc()
+    if libc is None or not hasattr(libc, "mallopt") or "MALLOC_MMAP_THRESHOLD_" in os.environ:
         return False
     threshold = STEADY_THRESHOLD if stage in ROLLOUT_STAGES else TRAINING_THRESHOLD
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        ok = libc.mallopt(M_MMAP_THRESHOLD, threshold) == 1
-        return bool(ok and libc.mallopt(M_TRIM_THRESHOLD, 2 * threshold) == 1)
-    except (OSError, AttributeError):  # no glibc
-        return False
+    ok = libc.mallopt(M_MMAP_THRESHOLD, threshold) == 1
+    return bool(ok and libc.mallopt(M_TRIM_THRESHOLD, 2 * threshold) == 1)
 
 
 def rss_gb() -> float:

@@ -294,7 +294,7 @@ class HFLLM:
     name = "hf"
 
     MIN_PREFIX = 32  # shorter shared prefixes are not worth a cache copy
-    # On CPU, a call's new tokens go through the model this many at a time (`_prefill_chunks`):
+    # On CPU, a call's new tokens go through the model this many at a time (`_feed`):
     # the first call of a quickstart evaluation feeds 48 rows x ~505 tokens, whose activations
     # added ~0.7 GB at once.
     PREFILL_CHUNK = 128
@@ -408,7 +408,7 @@ class HFLLM:
             pad_token_id=pad, stop_strings=list(params.stop) or None, num_beams=1,
         )
         if kv is not None and device.type == "cpu" and width - 1 > self.PREFILL_CHUNK:
-            self._prefill_chunks(kv, input_ids, mask, depth + width - 1)
+            self._feed(kv, input_ids, mask, depth + width - 1, self.PREFILL_CHUNK)
         processors = []
         if params.temperature > 0:
             from transformers import LogitsProcessorList
@@ -428,17 +428,19 @@ class HFLLM:
             trim()
         return new
 
-    def _prefill_chunks(self, kv: Any, input_ids: Any, mask: Any, stop: int) -> None:
-        """Feed the batch's tokens from the cache's end up to column `stop` into `kv`, PREFILL_CHUNK
-        at a time; `generate` then feeds only what is left (it starts where the cache ends).
-        transformers' own `prefill_chunk_size` re-feeds a cache's positions in 5.17."""
+    def _feed(self, kv: Any, input_ids: Any, mask: Any, stop: int, chunk: int | None = None) -> None:
+        """Feed a laid-out batch's columns from the cache's end up to `stop` into `kv`, `chunk` at a
+        time (None: at once), positions counted from the mask so no padding takes one. After it
+        `generate` feeds only what is left (it starts where the cache ends); transformers' own
+        `prefill_chunk_size` re-feeds a cache's positions in 5.17."""
         import torch
 
         device = self.model.device
         positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+        step = chunk or stop
         with torch.inference_mode():
-            for start in range(kv.get_seq_length(), stop, self.PREFILL_CHUNK):
-                end = min(start + self.PREFILL_CHUNK, stop)
+            for start in range(kv.get_seq_length(), stop, step):
+                end = min(start + step, stop)
                 self.model(input_ids=input_ids[:, start:end].to(device), attention_mask=mask[:, :end].to(device),
                            position_ids=positions[:, start:end].to(device), use_cache=True, logits_to_keep=1,
                            **with_cache(self.model, kv))
@@ -448,8 +450,6 @@ class HFLLM:
         (a new trajectory's question, a tool result) run alone through the model, batched among
         themselves (identical ones once), and keep their caches; then every row of the round's
         `generate` feeds one token and nobody is padded to the widest new part."""
-        import torch
-
         need = [i for i, p in enumerate(prompts) if len(p) - 1 - self.rows.lookup(p)[0] > 1]
         if self.prefix is None or not need:
             return
@@ -462,11 +462,7 @@ class HFLLM:
         if kv is None:
             return
         depth, width, ids, mask = self._layout(sub, cached)
-        ids, mask = ids[:, depth:].to(self.model.device), mask.to(self.model.device)  # the cache holds the rest
-        positions = (mask.cumsum(dim=1) - 1).clamp(min=0)[:, depth:]
-        with torch.inference_mode():
-            self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
-                       logits_to_keep=1, **with_cache(self.model, kv))
+        self._feed(kv, ids, mask, depth + width)  # the cache holds the first `depth` columns
         spans = [self._row_index(depth, c, depth + width - (len(p) - c), depth + width) for p, c in zip(sub, cached, strict=True)]
         self.rows.entries += list(zip(sub, split_rows(kv, spans), strict=True))
 
