@@ -365,6 +365,25 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# `python -m llama_cpp.server` with llama.cpp's extra CPU buffer types off (AMX tiles, repacked
+# weights): with them, llama-cpp-python 0.3.35 and 0.3.36 segfault on the first batch of more than one
+# token on a CPU with AMX (measured: a single-token prompt works, "Hello there my friend" crashes in
+# decode; with use_extra_bufts off it runs). The server's CLI has no switch for it, so the model's
+# default parameters are patched before the server module runs. What is tested is our client.
+_SERVER_WITHOUT_EXTRA_BUFFERS = """
+import runpy, sys
+import llama_cpp.llama as L
+default_params = L.llama_cpp.llama_model_default_params
+def without_extra_buffers():
+    params = default_params()
+    params.use_extra_bufts = False
+    return params
+L.llama_cpp.llama_model_default_params = without_extra_buffers
+sys.argv[0] = "llama_cpp.server"
+runpy.run_module("llama_cpp.server", run_name="__main__")
+"""
+
+
 @pytest.fixture(scope="module")
 def llama_server():
     """llama-cpp-python's OpenAI-compatible server on loopback, serving the embedded GGUF."""
@@ -372,7 +391,7 @@ def llama_server():
     from swirl_lite.models import embedded_gguf
 
     port = free_port()
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(embedded_gguf()), "--host", "127.0.0.1",
+    cmd = [sys.executable, "-c", _SERVER_WITHOUT_EXTRA_BUFFERS, "--model", str(embedded_gguf()), "--host", "127.0.0.1",
            "--port", str(port), "--n_ctx", "1024", "--n_threads", "2", "--verbose", "false"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ})
     url = f"http://127.0.0.1:{port}/v1"
