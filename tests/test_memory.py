@@ -32,6 +32,11 @@ def _live_models() -> list:
 def test_rss_after_a_stage_returns_near_its_level_before(tmp_path, tiny_model_dir, embedded_path):
     """The train stage's model, trainer and judge (the embedded 135M model, ~0.5 GB in float32 plus
     optimiser state) are gone once it returns, though TRL and peft hold them in reference cycles."""
+    # bitsandbytes, which peft imports in the first train stage, logs its failed offline kernel
+    # download with exc_info; pytest's log capture keeps that record, and with its traceback every
+    # frame down to the stage that imported it, and that stage's models, to the end of the test.
+    # Imported here, outside any stage, as the rest of the suite does before this test runs.
+    import bitsandbytes  # noqa: F401  (a dependency)
     from test_train import make_run
 
     warm, warm_run = make_run(tmp_path / "warm", tiny_model_dir, max_steps=1)  # imports, one-time buffers
