@@ -32,8 +32,10 @@ def release(*engines: Any) -> None:
     trim()
 
 
-def trim() -> None:
-    """Hand freed heap pages back to the OS (glibc's `malloc_trim`; nothing elsewhere).
+def trim(device: Any = None) -> None:
+    """Hand freed heap pages back to the OS (glibc's `malloc_trim`; nothing elsewhere). Given the
+    torch `device` whose memory was just freed, only when it is the CPU (an accelerator's blocks are
+    not on glibc's heap).
 
     Once a stage has freed its models, glibc's heap is mostly free chunks: trimmed, they hold no
     memory, but glibc serves later blocks from them before it maps new ones, whatever the mmap
@@ -42,6 +44,8 @@ def trim() -> None:
     evaluation peaked at 3.83 GB after training, 3.21 GB alone (README, Quickstart). The hf
     backend trims as each layer's caches move between its rows and the batch, and after each
     CPU generation call (a few dozen trims a call)."""
+    if device is not None and device.type != "cpu":
+        return
     libc = _glibc()
     if libc is not None and hasattr(libc, "malloc_trim"):  # a CPU run's RSS would stay at its peak otherwise
         libc.malloc_trim(0)

@@ -301,7 +301,7 @@ def test_row_caches_move_in_and_out_of_a_batch_without_a_second_whole_copy(tiny_
     from swirl_lite.backends.hf import left_padded_cache, split_rows
 
     trims: list[int] = []
-    monkeypatch.setattr(hf, "trim", lambda: trims.append(1))
+    monkeypatch.setattr(hf, "trim", lambda device: trims.append(device.type))
 
     config = AutoConfig.from_pretrained(tiny_model_dir)
     n_layers = config.num_hidden_layers

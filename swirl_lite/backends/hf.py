@@ -223,8 +223,7 @@ def left_padded_cache(config: Any, rows: list[list[tuple[Any, Any]] | None], len
         if consume:
             for row in sources:
                 row[layer] = None
-            if k0.device.type == "cpu":  # else glibc may keep the freed rows resident (memory.trim)
-                trim()
+            trim(k0.device)  # else glibc may keep the freed rows resident (memory.trim)
     return cache
 
 
@@ -240,8 +239,7 @@ def split_rows(cache: Any, indices: list[Any]) -> list[list[tuple[Any, Any]]]:
         for attr in ("keys", "values", "buffers"):
             if hasattr(layer, attr):
                 setattr(layer, attr, None)
-        if k.device.type == "cpu":
-            trim()
+        trim(k.device)
     return rows
 
 
@@ -395,8 +393,7 @@ class HFLLM:
         # The batch cache holds what this call uses of the stored rows; `_keep_rows` stores new ones
         # after it. Keeping the old ones until then would hold a third copy of every row's KV.
         self.rows.clear()
-        if self.model.device.type == "cpu":  # the stored rows, copied into the batch cache, are free
-            trim()
+        trim(self.model.device)  # the stored rows, copied into the batch cache, are free
         self.last_cached = cached  # for tests and benchmarks: tokens per row that came from a cache
         self.reused_tokens += sum(cached)
         depth, width, input_ids, mask = self._layout(prompts, cached)
@@ -424,8 +421,7 @@ class HFLLM:
         if kv is not None:
             self._keep_rows(kv, prompts, cached, depth, width, new)
         del kv, out
-        if device.type == "cpu":  # the batch cache and the call's activations are free now
-            trim()
+        trim(device)  # the batch cache and the call's activations are free now
         return new
 
     def _feed(self, kv: Any, input_ids: Any, mask: Any, stop: int, chunk: int | None = None) -> None:
