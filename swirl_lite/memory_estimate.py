@@ -15,9 +15,9 @@ Not a measurement (`swirl-lite bench gpu` measures): what each stage holds at it
   and layer ~18 x hidden + 8 x intermediate bytes in 16-bit (Korthikanti et al. with a gated MLP),
   or only each layer's input with gradient checkpointing, plus one layer's full set. With
   `train.share_prompt` each group's state is in the batch once, beside its G actions; there
-  gradient checkpointing keeps of a state only its keys and values (its forward is recomputed in
-  the backward pass, one state's full set at a time: `training/shared_prompt.py`), and the
-  actions' activations in full.
+  gradient checkpointing keeps of a state only its keys, values and each layer's input, and of
+  the actions each layer's input (both recomputed in the backward pass one layer at a time:
+  `training/shared_prompt.py`).
 - LoRA + Adam: fp32 adapter weights, gradients and two Adam moments (all-linear targets).
 - logits: fp32 over the vocabulary for one position per row, twice (the softmax of sampling).
 The total adds 15% for the CUDA context, allocator fragmentation and temporary buffers.
@@ -166,9 +166,10 @@ def stage_memory(recipe: Recipe, dtype_bytes: int, seq: int | None = None) -> li
     if t.share_prompt:  # states once per group of G actions
         states = max(1, t.per_device_batch_size // t.num_generations)
         actions = t.per_device_batch_size * t.max_completion_length
-        if t.gradient_checkpointing:  # each state's keys and values, plus one state's full set at a time
-            kept = states * prompt * 2 * shape.layers * shape.kv_heads * shape.head_dim * dtype_bytes
-            acts = (kept + (prompt + actions) * shape.layers * per_token_layer) / GB
+        if t.gradient_checkpointing:  # keys, values and each layer's input; one layer's full set at a time
+            kept = states * prompt * shape.layers * (2 * shape.kv_heads * shape.head_dim + shape.hidden) * dtype_bytes
+            inputs = actions * shape.layers * shape.hidden * dtype_bytes
+            acts = (kept + inputs + max(prompt, actions) * per_token_layer) / GB
         else:
             acts = (states * prompt + actions) * shape.layers * per_token_layer / GB
     elif t.gradient_checkpointing:

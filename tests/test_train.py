@@ -366,15 +366,21 @@ def test_shared_prompt_loss_equals_trls_per_row_path(tiny_model_dir):
     assert any(g.abs().sum() > 0 for g in ref_grads.values())
     for name, g in ref_grads.items():
         torch.testing.assert_close(new_grads[name], g, rtol=1e-6, atol=1e-6, msg=name)  # TRL's head: float32 inside
-    # train.gradient_checkpointing: each state's forward recomputed in backward, same numbers
-    recomputed = []
-    handle = model.get_base_model().model.layers[0].register_forward_hook(lambda *a: recomputed.append(1))
+    # train.gradient_checkpointing: each state's forward recomputed in backward, one layer at a
+    # time (the last layer first, just before its own backward), same numbers
+    layers = model.get_base_model().model.layers
+    ran = []
+    handles = [layer.self_attn.register_forward_hook(lambda m, *a: ran.append(m.layer_idx)) for layer in layers]
     logps_ckpt, _ = shared_prompt.logps_and_entropies(model, ids, mask, C, compute_entropy=False, checkpointed=True)
     torch.testing.assert_close(logps_ckpt * cmask, logps * cmask, rtol=1e-12, atol=1e-12)
-    forwards = len(recomputed)
+    forwards = len(ran)
     ckpt_grads = grads(logps_ckpt)
-    handle.remove()
-    assert len(recomputed) == forwards + 2  # the two states ran again in the backward pass
+    for handle in handles:
+        handle.remove()
+    replayed = ran[forwards:]
+    # every layer of both states and of both groups of actions
+    assert len(layers) > 1 and sorted(replayed) == sorted(list(range(len(layers))) * 4)
+    assert replayed[0] == len(layers) - 1  # not the whole state's forward replayed from layer 0
     for name, g in new_grads.items():
         torch.testing.assert_close(ckpt_grads[name], g, rtol=1e-12, atol=1e-12, msg=name)
 

@@ -64,9 +64,12 @@ def _prefix_cache(model, prefix, repeats: int, checkpointed: bool = False):
     """Keys and values of `prefix` (1-D ids) for `repeats` rows; None for an empty prefix.
 
     `checkpointed` (the loss, under `train.gradient_checkpointing`): the prefix's activations are not
-    kept for the backward pass but recomputed there (torch's non-reentrant checkpoint); only its
-    keys and values stay. A state is most of a GRPO row, so this is most of the activation memory,
-    for one more forward pass of each state. The gradients are the same.
+    kept for the backward pass but recomputed there, one decoder layer at a time (torch's
+    non-reentrant checkpoint around each layer, `_checkpoint_each_layer`); only each layer's input
+    and its keys and values stay. A state is most of a GRPO row, so this is most of the activation
+    memory, for one more forward pass of each state. The gradients are the same. (Checkpointing the
+    state's forward whole recomputed all its layers at once in the backward pass: the quickstart's
+    training peaked there.)
     """
     import torch
 
@@ -76,23 +79,15 @@ def _prefix_cache(model, prefix, repeats: int, checkpointed: bool = False):
         return None
     cache = plain_cache(model.config)
     if checkpointed and torch.is_grad_enabled():
-        from torch.utils.checkpoint import checkpoint
-
-        def keys_and_values(ids):
-            # Also when recomputed in the backward pass, where the trainer has switched transformers'
-            # own checkpointing back on (it would drop the cache and save other tensors).
-            part = plain_cache(model.config)
-            with _layer_checkpointing_off(model):
-                model(input_ids=ids[None], use_cache=True, logits_to_keep=1, **with_cache(model, part))
-            return tuple(t for layer in part.layers for t in (layer.keys, layer.values))
-
-        flat = checkpoint(keys_and_values, prefix, use_reentrant=False)
-        for i, layer in enumerate(cache.layers):
-            layer.update(flat[2 * i], flat[2 * i + 1])
+        # transformers' own checkpointing would drop the cache: off, and each layer checkpointed here
+        with _layer_checkpointing_off(model), _checkpoint_each_layer(model, cache):
+            model(input_ids=prefix[None], use_cache=True, logits_to_keep=1, **with_cache(model, cache))
     else:
         model(input_ids=prefix[None], use_cache=True, logits_to_keep=1, **with_cache(model, cache))
-    if repeats > 1:
-        cache.batch_repeat_interleave(repeats)
+    if repeats > 1:  # views of the one row, not copies: the backward pass sums the rows' gradients into it
+        for layer in cache.layers:
+            layer.keys = layer.keys.expand(repeats, *layer.keys.shape[1:])
+            layer.values = layer.values.expand(repeats, *layer.values.shape[1:])
     return cache
 
 
@@ -108,6 +103,60 @@ def _decode_cache(model, prefix, repeats: int, room: int):
     if cache is None:
         return None
     return left_padded_cache(model.config, [cache_layers(cache)] * repeats, [prefix.numel()] * repeats, room)
+
+
+@contextlib.contextmanager
+def _checkpoint_each_layer(model, cache, keep: bool = True):
+    """Within the block, each decoder layer's forward runs under torch's non-reentrant checkpoint,
+    reading and writing `cache` as usual.
+
+    The backward pass recomputes one layer at a time, just before that layer's own backward, so only
+    one layer's activations are alive at once, not the whole forward's. A layer's replay must see
+    the cache as its first pass did: each run starts from a copy of the layer's cache as it was
+    just before that first pass (empty for a state, the state's keys and values for its actions),
+    so the replay neither attends over positions written later nor appends its own twice. The
+    cache's tensors are not copied, only the layer object holding them. `keep`: the cache keeps
+    what the layers wrote (a state's keys and values, which its actions read); else each layer's
+    cache goes back to what it held once the layer is done, so that the actions' concatenated keys
+    and values (a copy of the state's for every row) live for one layer, not until the backward
+    pass."""
+    import copy
+
+    from torch.utils.checkpoint import checkpoint
+
+    layers = [m for m in model.modules() if hasattr(getattr(m, "self_attn", None), "layer_idx")]
+
+    def wrap(layer):
+        forward, idx = layer.forward, layer.self_attn.layer_idx
+
+        def checkpointed(hidden, **kwargs):
+            before = copy.copy(cache.layers[idx])
+
+            def run(hidden):
+                cache.layers[idx] = copy.copy(before)
+                # also in the replay, where the trainer has switched transformers' own
+                # checkpointing back on (it would drop the cache and save other tensors)
+                on, layer.gradient_checkpointing = layer.gradient_checkpointing, False
+                try:
+                    return forward(hidden, **kwargs)
+                finally:
+                    layer.gradient_checkpointing = on
+
+            # non-reentrant: the graph is the first pass's, so gradients reach the cache's tensors
+            out = checkpoint(run, hidden, use_reentrant=False)
+            if not keep:
+                cache.layers[idx] = before
+            return out
+
+        return checkpointed
+
+    for layer in layers:
+        layer.forward = wrap(layer)
+    try:
+        yield
+    finally:
+        for layer in layers:
+            del layer.forward  # the class's forward again
 
 
 @contextlib.contextmanager
@@ -129,8 +178,9 @@ def logps_and_entropies(model, input_ids, attention_mask, logits_to_keep: int, c
 
     The model must carry TRL's fused LM head (`fused_lm_head=True` returns log-probabilities at the
     temperature TRL set). Prompts may be left-padded; completions right-padded (mask 0). `groups`:
-    the prompts' `prompt_groups`, when the caller has them already. `checkpointed`: each state's
-    activations are recomputed in the backward pass instead of kept (`_prefix_cache`).
+    the prompts' `prompt_groups`, when the caller has them already. `checkpointed`: the states' and
+    the actions' activations are recomputed in the backward pass, a layer at a time, instead of kept
+    (`_checkpoint_each_layer`).
     """
     import torch
 
@@ -151,7 +201,9 @@ def logps_and_entropies(model, input_ids, attention_mask, logits_to_keep: int, c
         labels = ids.clone()
         labels[:, 0] = -100
         labels[:, 1:][completion_mask == 0] = -100
-        out = model(input_ids=ids, attention_mask=mask, labels=labels, fused_lm_head=True, **with_cache(model, cache))
+        with _checkpoint_each_layer(model, cache, keep=False) if checkpointed and cache is not None and torch.is_grad_enabled() \
+                else contextlib.nullcontext():
+            out = model(input_ids=ids, attention_mask=mask, labels=labels, fused_lm_head=True, **with_cache(model, cache))
         for j, row in enumerate(rows):
             logps[row] = out.log_probs[j, -C:]
             if compute_entropy:
