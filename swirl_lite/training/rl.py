@@ -107,8 +107,8 @@ def shared_prompt_trainer():
                 return super()._get_per_token_logps_and_entropies(
                     model, input_ids, attention_mask, logits_to_keep, batch_size=batch_size,
                     compute_entropy=compute_entropy, compute_aux_loss=compute_aux_loss, **extra)
-            # transformers' gradient checkpointing drops caches: the states' layers are
-            # checkpointed here instead (train.gradient_checkpointing), the actions' are kept.
+            # transformers' gradient checkpointing drops caches: the states' and the actions'
+            # layers are checkpointed here instead (train.gradient_checkpointing).
             with disable_gradient_checkpointing(self.model, self.args.gradient_checkpointing_kwargs), \
                     self.accelerator.autocast():
                 logps, entropies = shared_prompt.logps_and_entropies(

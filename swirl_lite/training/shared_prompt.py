@@ -20,7 +20,7 @@ Written here because neither TRL nor transformers shares a prompt across a group
 shares the prefill, but vLLM is not on the CPU or Colab path); used only for decoders whose cache is
 transformers' DynamicCache of attention layers (full or sliding-window), in one process: anything
 else uses TRL's path. transformers' gradient checkpointing drops caches, so under
-`train.gradient_checkpointing` each state's forward is checkpointed here instead.
+`train.gradient_checkpointing` each layer's forward is checkpointed here instead, keeping the cache.
 """
 
 from __future__ import annotations
