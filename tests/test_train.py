@@ -366,8 +366,8 @@ def test_shared_prompt_loss_equals_trls_per_row_path(tiny_model_dir):
     assert any(g.abs().sum() > 0 for g in ref_grads.values())
     for name, g in ref_grads.items():
         torch.testing.assert_close(new_grads[name], g, rtol=1e-6, atol=1e-6, msg=name)  # TRL's head: float32 inside
-    # train.gradient_checkpointing: each state's forward recomputed in backward, one layer at a
-    # time (the last layer first, just before its own backward), same numbers
+    # train.gradient_checkpointing: the states' and the actions' forward recomputed in backward,
+    # one layer at a time (the last layer first, just before its own backward), same numbers
     layers = model.get_base_model().model.layers
     ran = []
     handles = [layer.self_attn.register_forward_hook(lambda m, *a: ran.append(m.layer_idx)) for layer in layers]

@@ -79,8 +79,8 @@ def _prefix_cache(model, prefix, repeats: int, checkpointed: bool = False):
         return None
     cache = plain_cache(model.config)
     if checkpointed and torch.is_grad_enabled():
-        # transformers' own checkpointing would drop the cache: off, and each layer checkpointed here
-        with _layer_checkpointing_off(model), _checkpoint_each_layer(model, cache):
+        # each layer checkpointed here, transformers' own (which would drop the cache) off
+        with _checkpoint_each_layer(model, cache):
             model(input_ids=prefix[None], use_cache=True, logits_to_keep=1, **with_cache(model, cache))
     else:
         model(input_ids=prefix[None], use_cache=True, logits_to_keep=1, **with_cache(model, cache))
@@ -134,8 +134,8 @@ def _checkpoint_each_layer(model, cache, keep: bool = True):
 
             def run(hidden):
                 cache.layers[idx] = copy.copy(before)
-                # also in the replay, where the trainer has switched transformers' own
-                # checkpointing back on (it would drop the cache and save other tensors)
+                # transformers' own checkpointing off also in the replay, where the trainer has
+                # switched it back on: it would drop the cache and save other tensors
                 on, layer.gradient_checkpointing = layer.gradient_checkpointing, False
                 try:
                     return forward(hidden, **kwargs)
@@ -150,26 +150,18 @@ def _checkpoint_each_layer(model, cache, keep: bool = True):
 
         return checkpointed
 
+    # transformers' own checkpointing off for the block: transformers 5.17 decides it in the layer's
+    # __call__, before the wrapper below runs (5.24 and later: in the forward the wrapper calls)
+    was = [getattr(layer, "gradient_checkpointing", False) for layer in layers]
     for layer in layers:
         layer.forward = wrap(layer)
+        layer.gradient_checkpointing = False
     try:
         yield
     finally:
-        for layer in layers:
+        for layer, on in zip(layers, was, strict=True):
             del layer.forward  # the class's forward again
-
-
-@contextlib.contextmanager
-def _layer_checkpointing_off(model):
-    """transformers' per-layer gradient checkpointing off for the block, then as it was."""
-    layers = [m for m in model.modules() if getattr(m, "gradient_checkpointing", False) is True]
-    for m in layers:
-        m.gradient_checkpointing = False
-    try:
-        yield
-    finally:
-        for m in layers:
-            m.gradient_checkpointing = True
+            layer.gradient_checkpointing = on
 
 
 def logps_and_entropies(model, input_ids, attention_mask, logits_to_keep: int, compute_entropy: bool,
@@ -201,8 +193,8 @@ def logps_and_entropies(model, input_ids, attention_mask, logits_to_keep: int, c
         labels = ids.clone()
         labels[:, 0] = -100
         labels[:, 1:][completion_mask == 0] = -100
-        with _checkpoint_each_layer(model, cache, keep=False) if checkpointed and cache is not None and torch.is_grad_enabled() \
-                else contextlib.nullcontext():
+        replayed = checkpointed and cache is not None and torch.is_grad_enabled()
+        with _checkpoint_each_layer(model, cache, keep=False) if replayed else contextlib.nullcontext():
             out = model(input_ids=ids, attention_mask=mask, labels=labels, fused_lm_head=True, **with_cache(model, cache))
         for j, row in enumerate(rows):
             logps[row] = out.log_probs[j, -C:]
