@@ -13,9 +13,13 @@ What is shared, not redone: the first run generates and splits; every later run 
 settings are the same starts from a copy of those stages' output (and their manifest entries), and
 from a copy of the base model's evaluation when the settings it depends on are the same (model,
 data, tools, generate, eval), so each further run costs its filter, training and the trained
-model's evaluation. A variant that changes a generation setting generates its own. An interrupted
-sweep resumes: every run resumes as `swirl-lite run` does, and copies are made only into runs that
-lack them. The table is also written to `output.dir/<name>-sweep.json`.
+model's evaluation. A variant that changes a generation setting generates its own. The copies come
+from any run of the recipe in `output.dir` (`<name>-*`), not only this sweep's: a later sweep (more
+seeds, another variant) or one started beside it (`OMP_NUM_THREADS=1`, one per core) reuses what
+another finished. Only finished stages are copied (the manifest says so; a base evaluation still
+running has only its hidden partial file). An interrupted sweep resumes: every run resumes as
+`swirl-lite run` does, and copies are made only into runs that lack them. The table is also
+written to `output.dir/<name>-sweep.json`.
 """
 
 from __future__ import annotations
@@ -27,10 +31,17 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from swirl_lite.config import Recipe, RecipeError, apply_overrides, build_recipe, parse_override
+from swirl_lite.config import (
+    Recipe,
+    RecipeError,
+    apply_overrides,
+    build_recipe,
+    load_recipe,
+    parse_override,
+)
 from swirl_lite.console import console, summary_table
 from swirl_lite.pipeline import run_pipeline, stage_inputs
-from swirl_lite.runs import RunDir, write_text_atomic
+from swirl_lite.runs import MANIFEST, RunDir, write_text_atomic
 
 SHARED = ("generate", "split")  # stages whose output later runs copy
 BASE = "base"
@@ -132,31 +143,67 @@ def outcome(run: RunDir, task: str) -> dict | None:
     return None
 
 
+def other_runs(recipe: Recipe, target: RunDir) -> list[tuple[RunDir, Recipe]]:
+    """The recipe's other runs in `output.dir` (`<name>-*` with a manifest and a readable recipe),
+    by name: this sweep's earlier runs, an earlier sweep's, one running beside it."""
+    runs = []
+    for path in sorted(Path(recipe.output.dir).expanduser().glob(f"{recipe.run_name}-*")):
+        if path.resolve() == target.path.resolve() or not (path / MANIFEST).is_file():
+            continue
+        try:
+            runs.append((RunDir(path), load_recipe(path / "recipe.yaml")))
+        except (OSError, ValueError, RecipeError):  # half-written or foreign: not a source
+            continue
+    return runs
+
+
+def seed_from_any(recipe: Recipe, target: RunDir, run_recipe: Recipe) -> tuple[list[str], str | None]:
+    """Copy the shared stages from the other run that has the most of them finished with this
+    run's settings; returns (what was copied, from which run)."""
+    best, most = None, 0
+    for run, _ in other_runs(recipe, target):
+        done = run.manifest()["stages"]
+        n = 0
+        for stage in SHARED:
+            if stage not in done or stage_inputs(stage, run_recipe) != done[stage].get("inputs"):
+                break
+            n += 1
+        if n > most:
+            best, most = run, n
+    if best is None:
+        return [], None
+    return seed_from(best, target, run_recipe), best.path.name
+
+
+def copy_any_base_evaluation(recipe: Recipe, target: RunDir, run_recipe: Recipe) -> str | None:
+    """`copy_base_evaluation` from the first other run that has a finished one with the same
+    settings; returns its name."""
+    for run, other in other_runs(recipe, target):
+        if copy_base_evaluation(run, other, target, run_recipe):
+            return run.path.name
+    return None
+
+
 def sweep(recipe: Recipe, variants: list[Variant], seeds: list[int], lock: bool = True) -> dict:
     """Run every (variant, seed); print and return the table."""
     runs = plan_runs(recipe, variants, seeds)
     results = []
-    source: tuple[RunDir, Recipe] | None = None
     for n, (variant, seed, run_recipe) in enumerate(runs, 1):
         run = RunDir.for_recipe(run_recipe, lock=lock)
         try:
             console.rule(f"[bold]sweep {n}/{len(runs)}: {variant}, train.seed {seed} ({run.path.name})")
-            before = None
-            if source is not None:
-                copied = seed_from(source[0], run, run_recipe)
-                if copied:
-                    console.print(f"[dim]sweep: {', '.join(copied)} copied from {source[0].path.name}[/]")
+            copied, source = seed_from_any(recipe, run, run_recipe)
+            if copied:
+                console.print(f"[dim]sweep: {', '.join(copied)} copied from {source}[/]")
 
-                def before(stage: str, source=source, run=run, run_recipe=run_recipe) -> None:
-                    # just before evaluate runs: a redo of it would delete an earlier copy
-                    if stage == "evaluate" and copy_base_evaluation(*source, run, run_recipe):
-                        console.print(f"[dim]sweep: base model's evaluation copied from {source[0].path.name}[/]")
+            def before(stage: str, run=run, run_recipe=run_recipe) -> None:
+                # just before evaluate runs: a redo of it would delete an earlier copy
+                if stage == "evaluate" and (source := copy_any_base_evaluation(recipe, run, run_recipe)):
+                    console.print(f"[dim]sweep: base model's evaluation copied from {source}[/]")
             run_pipeline(run_recipe, run, before=before)
         finally:
             if lock:
                 run.unlock()
-        if source is None:
-            source = (run, run_recipe)
         results.append({"variant": variant, "seed": seed, "run": run.path.name,
                         **(outcome(run, run_recipe.data.task) or {})})
     table = {"recipe": recipe.run_name, "task": recipe.data.task, "runs": results, "variants": summarize(results)}

@@ -87,6 +87,31 @@ def test_runs_share_one_generation_and_one_base_evaluation(tmp_path, fake_stages
     assert len(fake_stages) == before
 
 
+def test_a_later_sweep_reuses_what_an_earlier_one_finished(tmp_path, fake_stages):
+    """Separate invocations (more seeds later, or one sweep per core side by side) share one
+    generation and one base evaluation through output.dir."""
+    sweep(_recipe(tmp_path), [parse_variant("none: filter.strategy=none")], [0], lock=False)
+    del fake_stages[:]
+    table = sweep(_recipe(tmp_path), [parse_variant("process: filter.strategy=process")], [1], lock=False)
+    assert [c[0] for c in fake_stages] == ["filter", "train", "evaluate"]  # no generate, split, base
+    manifest = json.loads((tmp_path / "exp-process-s1" / "manifest.json").read_text())["stages"]
+    assert manifest["generate"]["copied_from"] == manifest["split"]["copied_from"] == "exp-none-s0"
+    assert table["runs"][0]["trained"] == "3/10"
+
+
+def test_only_finished_stages_of_another_run_are_copied(tmp_path, fake_stages):
+    sweep(_recipe(tmp_path), [parse_variant("none: filter.strategy=none")], [0], lock=False)
+    first = tmp_path / "exp-none-s0"
+    manifest = json.loads((first / "manifest.json").read_text())
+    del manifest["stages"]["split"]  # as if that run were still splitting and evaluating the base
+    (first / "manifest.json").write_text(json.dumps(manifest))
+    base = first / "evaluate" / "base" / "arithmetic.jsonl"
+    base.rename(base.with_name(".arithmetic.partial.jsonl"))
+    del fake_stages[:]
+    sweep(_recipe(tmp_path), [parse_variant("none: filter.strategy=none")], [1], lock=False)
+    assert [c[0] for c in fake_stages] == ["split", "filter", "train", "evaluate", "evaluate base"]
+
+
 def test_a_variant_with_other_generation_settings_generates_its_own(tmp_path, fake_stages):
     variants = [parse_variant("none: filter.strategy=none"),
                 parse_variant("hot: filter.strategy=none generate.temperature=1.1")]
