@@ -17,7 +17,10 @@ answers too early must learn to take the third step. A departure from the paper,
 it (README, Learn on CPU): the 135M model, one generation of 96 trajectories, 80 GRPO steps, 96
 held-out problems, 3 training seeds each: `state` (155 of 292 states kept) +56.6 points over the
 base model (+50.0 .. +60.4), the paper's `trajectory` (35 states of 12 trajectories) +20.8 (+17.7 ..
-+22.9), every run p < 0.01. So the recipes that filter by process for RL use `state`; the config's
++22.9), every run p < 0.01; on another CPU's generation (296 states) the order reversed: `state`
+(161 kept) +26.7 (+21.9 .. +33.3), `trajectory` (38) +42.0 (+40.6 .. +42.7), every run p < 0.001.
+Over both, six seeds each, `state` +41.7 and `trajectory` +31.4: which unit wins depends on the
+generation. So the recipes that filter by process for RL use `state`; the config's
 default stays the paper's, and `--set filter.unit=trajectory` restores it in any recipe. Where the
 paper's setting differs: its 27B policy's trajectories are mostly sound, so its filter dropped few
 good states; a small policy's typical failure is one BAD step late in a trajectory. SFT trains on
