@@ -96,13 +96,25 @@ def _base_eval_inputs(recipe: Recipe) -> dict:
     return {**stage_inputs("generate", recipe), **{f"eval.{k}": v for k, v in dumped["eval"].items()}}
 
 
+def reusable(source: RunDir, recipe: Recipe) -> list[str]:
+    """The shared stages `source` finished with `recipe`'s settings, in order, up to the first
+    that it did not (later stages depend on that one)."""
+    done = source.manifest()["stages"]
+    stages = []
+    for stage in SHARED:
+        if stage not in done or stage_inputs(stage, recipe) != done[stage].get("inputs"):
+            break
+        stages.append(stage)
+    return stages
+
+
 def seed_from(source: RunDir, target: RunDir, recipe: Recipe) -> list[str]:
     """Copy the shared stages from `source` into `target` where their settings match and `target`
     lacks them; returns what was copied."""
     copied = []
     done = source.manifest()["stages"]
-    for stage in SHARED:
-        if stage not in done or target.is_done(stage) or stage_inputs(stage, recipe) != done[stage].get("inputs"):
+    for stage in reusable(source, recipe):
+        if target.is_done(stage):
             break  # later stages depend on this one: copy none of them
         if (target / stage).exists():
             shutil.rmtree(target / stage)  # a partial output of its own, from a crash: the copy is whole
@@ -160,17 +172,9 @@ def other_runs(recipe: Recipe, target: RunDir) -> list[tuple[RunDir, Recipe]]:
 def seed_from_any(recipe: Recipe, target: RunDir, run_recipe: Recipe) -> tuple[list[str], str | None]:
     """Copy the shared stages from the other run that has the most of them finished with this
     run's settings; returns (what was copied, from which run)."""
-    best, most = None, 0
-    for run, _ in other_runs(recipe, target):
-        done = run.manifest()["stages"]
-        n = 0
-        for stage in SHARED:
-            if stage not in done or stage_inputs(stage, run_recipe) != done[stage].get("inputs"):
-                break
-            n += 1
-        if n > most:
-            best, most = run, n
-    if best is None:
+    counts = [(len(reusable(run, run_recipe)), run) for run, _ in other_runs(recipe, target)]
+    most, best = max(counts, key=lambda c: c[0], default=(0, None))
+    if not most:
         return [], None
     return seed_from(best, target, run_recipe), best.path.name
 
