@@ -173,7 +173,10 @@ for _stage in available_stages():
               help="A setting to compare (repeatable), e.g. 'state: filter.strategy=process filter.unit=state'.")
 @click.option("--set", "overrides", multiple=True, help=SET_HELP)
 def sweep(recipe: str, seeds: str, variants: tuple[str, ...], overrides: tuple[str, ...]) -> None:
-    """Run the recipe per variant and training seed on one generation; gains with mean and range."""
+    """Run the recipe per variant and training seed on one generation; gains with mean and range.
+
+    The generation and the base model's evaluation are copied from any finished run of the recipe
+    in output.dir with the same settings, so a later sweep or one per core beside it reuses them."""
     from swirl_lite.cli_helpers import recipe_exit
     from swirl_lite.config import RecipeError
     from swirl_lite.sweep import parse_seeds, parse_variant
