@@ -303,7 +303,8 @@ class Recipe(Section):
                 problems.append((f"eval.task_paths.{task}", "is the training task: set eval.path instead"))
             elif task not in self.eval.tasks:
                 problems.append((f"eval.task_paths.{task}", f"names a task not in eval.tasks {self.eval.tasks}: add it"))
-        if self.train.num_generations > self.train.per_device_batch_size * self.train.gradient_accumulation_steps:
+        batch = self.train.per_device_batch_size * self.train.gradient_accumulation_steps
+        if self.train.method == "swirl" and self.train.num_generations > batch:  # SFT samples nothing
             problems.append((
                 "train.num_generations",
                 "must not exceed per_device_batch_size x gradient_accumulation_steps "

@@ -123,3 +123,12 @@ def test_bad_yaml_is_one_line(tmp_path):
     with pytest.raises(RecipeError) as exc:
         load_recipe(path)
     assert "not valid YAML" in exc.value.errors[0]
+
+
+def test_group_size_is_checked_for_rl_only(tmp_path):
+    """num_generations bounds GRPO's batch; SFT samples nothing, so a small SFT batch is valid."""
+    small = {"per_device_batch_size": 2, "num_generations": 8}
+    with pytest.raises(RecipeError) as exc:
+        load_recipe(_write(tmp_path, {"train": {**small, "method": "swirl"}}))
+    assert any("train.num_generations" in e for e in exc.value.errors)
+    assert load_recipe(_write(tmp_path, {"train": {**small, "method": "sft"}})).train.per_device_batch_size == 2
