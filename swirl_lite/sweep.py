@@ -19,7 +19,7 @@ seeds, another variant) or one started beside it (`OMP_NUM_THREADS=1`, one per c
 another finished. Only finished stages are copied (the manifest says so; a base evaluation still
 running has only its hidden partial file). An interrupted sweep resumes: every run resumes as
 `swirl-lite run` does, and copies are made only into runs that lack them. The table is also
-written to `output.dir/<name>-sweep.json`.
+written to `output.dir/<name>-sweep.json`, which keeps the runs other sweeps recorded there.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import copy
 import json
 import shutil
 import statistics
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -212,10 +213,43 @@ def sweep(recipe: Recipe, variants: list[Variant], seeds: list[int], lock: bool 
                         **(outcome(run, run_recipe.data.task) or {})})
     table = {"recipe": recipe.run_name, "task": recipe.data.task, "runs": results, "variants": summarize(results)}
     out = Path(recipe.output.dir) / f"{recipe.run_name}-sweep.json"
-    write_text_atomic(out, json.dumps(table, indent=2))
+    kept = write_merged(out, table)
     print_table(table)
-    console.print(f"sweep: {out}")
+    console.print(f"sweep: {out}" + (f" (also holds {kept} run(s) of other sweeps)" if kept else ""))
     return table
+
+
+def write_merged(out: Path, table: dict) -> int:
+    """Write `table` to `out`, keeping the runs of other sweeps already recorded there (several
+    sweeps share one output.dir, e.g. one per core): this sweep's runs replace their own earlier
+    entries, the variants' summary covers them all. Returns how many other runs were kept."""
+    with _exclusive(out.with_name(f".{out.name}.lock")):
+        try:
+            earlier = json.loads(out.read_text(encoding="utf-8")).get("runs", [])
+        except (OSError, ValueError, AttributeError):
+            earlier = []  # none yet, or unreadable: this sweep's runs are still all on disk
+        mine = {r["run"] for r in table["runs"]}
+        others = [r for r in earlier if isinstance(r, dict) and r.get("run") not in mine and "variant" in r]
+        runs = others + table["runs"]
+        write_text_atomic(out, json.dumps({**table, "runs": runs, "variants": summarize(runs)}, indent=2))
+    return len(others)
+
+
+@contextmanager
+def _exclusive(lock: Path):
+    """Hold an exclusive lock on `lock` (POSIX flock; elsewhere nothing), so two sweeps finishing
+    together do not each write the file without the other's runs."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(lock, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def summarize(results: list[dict]) -> list[dict]:

@@ -97,6 +97,13 @@ def test_a_later_sweep_reuses_what_an_earlier_one_finished(tmp_path, fake_stages
     manifest = json.loads((tmp_path / "exp-process-s1" / "manifest.json").read_text())["stages"]
     assert manifest["generate"]["copied_from"] == manifest["split"]["copied_from"] == "exp-none-s0"
     assert table["runs"][0]["trained"] == "3/10"
+    # the file keeps the earlier sweep's run beside this one's, and summarises both
+    recorded = json.loads((tmp_path / "exp-sweep.json").read_text())
+    assert [r["run"] for r in recorded["runs"]] == ["exp-none-s0", "exp-process-s1"]
+    assert [v["variant"] for v in recorded["variants"]] == ["none", "process"]
+    sweep(_recipe(tmp_path), [parse_variant("process: filter.strategy=process")], [1], lock=False)
+    recorded = json.loads((tmp_path / "exp-sweep.json").read_text())  # a rerun replaces its own entry
+    assert [r["run"] for r in recorded["runs"]] == ["exp-none-s0", "exp-process-s1"]
 
 
 def test_only_finished_stages_of_another_run_are_copied(tmp_path, fake_stages):
