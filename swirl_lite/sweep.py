@@ -97,15 +97,15 @@ def _base_eval_inputs(recipe: Recipe) -> dict:
     return {**stage_inputs("generate", recipe), **{f"eval.{k}": v for k, v in dumped["eval"].items()}}
 
 
-def reusable(source: RunDir, recipe: Recipe) -> list[str]:
+def reusable(source: RunDir, recipe: Recipe) -> dict[str, dict]:
     """The shared stages `source` finished with `recipe`'s settings, in order, up to the first
-    that it did not (later stages depend on that one)."""
+    that it did not (later stages depend on that one): stage -> its manifest entry."""
     done = source.manifest()["stages"]
-    stages = []
+    stages = {}
     for stage in SHARED:
         if stage not in done or stage_inputs(stage, recipe) != done[stage].get("inputs"):
             break
-        stages.append(stage)
+        stages[stage] = done[stage]
     return stages
 
 
@@ -113,14 +113,13 @@ def seed_from(source: RunDir, target: RunDir, recipe: Recipe) -> list[str]:
     """Copy the shared stages from `source` into `target` where their settings match and `target`
     lacks them; returns what was copied."""
     copied = []
-    done = source.manifest()["stages"]
-    for stage in reusable(source, recipe):
+    for stage, done in reusable(source, recipe).items():
         if target.is_done(stage):
             break  # later stages depend on this one: copy none of them
         if (target / stage).exists():
             shutil.rmtree(target / stage)  # a partial output of its own, from a crash: the copy is whole
         shutil.copytree(source / stage, target / stage)
-        entry = {k: v for k, v in done[stage].items() if k != "finished_at"}
+        entry = {k: v for k, v in done.items() if k != "finished_at"}
         target.mark_done(stage, {**entry, "copied_from": source.path.name})
         copied.append(stage)
     return copied
