@@ -32,7 +32,10 @@ def build_trainer(recipe: Recipe, loaded, rows: list[dict], output_dir: Path):
     """An SFTTrainer over the kept (state, action) pairs in `rows`."""
     from trl import SFTTrainer
 
+    from swirl_lite.compat import ensure_trl_logprobs
     from swirl_lite.training.data import longest_first, ordered_dataset
+
+    ensure_trl_logprobs()  # TRL < 1.16 without Triton (CPU): its fused LM head has no function otherwise
 
     per_step = unique_states_per_step(recipe)
     order = longest_first(
