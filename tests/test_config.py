@@ -132,3 +132,23 @@ def test_group_size_is_checked_for_rl_only(tmp_path):
         load_recipe(_write(tmp_path, {"train": {**small, "method": "swirl"}}))
     assert any("train.num_generations" in e for e in exc.value.errors)
     assert load_recipe(_write(tmp_path, {"train": {**small, "method": "sft"}})).train.per_device_batch_size == 2
+
+
+def test_a_generated_task_refuses_a_dataset(tmp_path):
+    """arithmetic and multihop generate their questions: a dataset setting would be silently ignored."""
+    from swirl_lite.config import GENERATED_TASKS
+    from swirl_lite.tasks import TASKS, get_task
+
+    assert {n for n, cls in TASKS.items() if n != "custom" and get_task(n).source() == "generated"} == set(
+        GENERATED_TASKS
+    )
+    data = {"task": "arithmetic", "path": "train.jsonl", "config_name": "main"}
+    with pytest.raises(RecipeError) as exc:
+        load_recipe(_write(tmp_path, {"data": data, "eval": {"path": "test.jsonl"}}))
+    assert sorted(e.split(": ")[1] for e in exc.value.errors) == ["data.config_name", "data.path", "eval.path"]
+    assert "task 'arithmetic' generates its questions" in exc.value.errors[0]
+    other = {"data": {"task": "gsm8k"}, "eval": {"tasks": ["gsm8k", "multihop"], "task_paths": {"multihop": "q.json"}}}
+    with pytest.raises(RecipeError) as exc:
+        load_recipe(_write(tmp_path, other))
+    assert [e.split(": ")[1] for e in exc.value.errors] == ["eval.task_paths.multihop"]
+    assert load_recipe(_write(tmp_path, {"data": {"task": "multihop"}})).data.path is None
