@@ -3,9 +3,11 @@
 `recipe_problems(recipe)` returns one line per problem that `generate` (or a later stage) would
 otherwise meet only after loading a model: the task and its grader, the tools (a name that is not
 built in, a module that does not import, a class without `batch`), local files the recipe names
-(data, eval questions, search corpus, model and adapter folders), and the run path (one folder
-inside `output.dir`, not someone else's existing folder). `notes(recipe)` says what could not be
-checked offline (a hub dataset or model that will be downloaded).
+(data, eval questions, search corpus, model and adapter folders), local question files with no
+usable question, and the run path (one folder inside `output.dir`, not someone else's existing
+folder). `notes(recipe)` says how many questions the local files give and how many rows the stages
+will skip, by reason, and what could not be checked offline (a hub dataset or model that will be
+downloaded).
 """
 
 from __future__ import annotations
@@ -81,6 +83,8 @@ def recipe_problems(recipe: Recipe) -> list[str]:
     names = list(recipe.tools.use) or list(getattr(task, "default_tools", ()))
     problems += [p for p in (_tool(n) for n in names) if p]
     problems += _local_files(recipe, task)
+    if task is not None and not problems:
+        problems += [line for line, usable in _questions(recipe, task) if not usable]
     try:
         run_path(recipe)
     except RunDirError as exc:
@@ -89,11 +93,15 @@ def recipe_problems(recipe: Recipe) -> list[str]:
 
 
 def notes(recipe: Recipe) -> list[str]:
-    """What validate could not check offline."""
-    from swirl_lite.tasks import TASKS
+    """What the local question files give, and what validate could not check offline."""
+    from swirl_lite.tasks import TASKS, get_task
     from swirl_lite.tasks.loading import looks_local
 
     out = []
+    try:
+        out += [line for line, usable in _questions(recipe, get_task(recipe.data)) if usable]
+    except (ValueError, ImportError, OSError):
+        pass  # recipe_problems reports it
     cls = TASKS.get(recipe.data.task)
     source = recipe.data.path or getattr(cls, "hub_path", None)
     if source and not looks_local(source):
@@ -102,3 +110,48 @@ def notes(recipe: Recipe) -> list[str]:
     if name != "embedded" and not looks_local(name) and not Path(name).exists():
         out.append(f"model.name: {name!r} is a hub model, downloaded when first loaded (not checked)")
     return out
+
+
+def _questions(recipe: Recipe, task) -> list[tuple[str, bool]]:
+    """Read the local question files as generate and evaluate will (same split, limit and seed):
+    one line per file with the questions it gives and the rows it skips, and whether any is usable.
+    Hub datasets (a download) and generated tasks are not read here."""
+    from swirl_lite.config import GENERATED_TASKS
+    from swirl_lite.console import skips
+    from swirl_lite.tasks import get_task
+    from swirl_lite.tasks.loading import looks_local
+
+    data, ev = recipe.data, recipe.eval
+    if data.task in GENERATED_TASKS:
+        return []
+    lines: list[tuple[str, bool]] = []
+    reads, same_rows = [], False
+    if data.path and looks_local(data.path):
+        reads.append(("data", task, data.split, data.limit, data.seed, data.shuffle))
+    # evaluate reads eval.path, else data.path: a folder's test split file, or one file's same rows
+    if data.task in (ev.tasks or [data.task]):
+        if ev.path and looks_local(ev.path):
+            eval_task = get_task(data.model_copy(update={"path": ev.path}))
+            reads.append(("eval", eval_task, ev.split, ev.n_questions, ev.seed, True))
+        elif not ev.path and reads and Path(data.path).is_dir():
+            reads.append(("eval", task, ev.split, ev.n_questions, ev.seed, True))
+        elif not ev.path and reads:
+            same_rows = True
+    for key, t, split, limit, seed, shuffle in reads:
+        try:
+            examples = t.load(split, limit, seed, shuffle)
+        except (ValueError, OSError, KeyError) as exc:
+            message = str(exc).splitlines()[0]
+            lines.append((message if message.startswith(("data.", "eval.")) else f"{key}: {message}", False))
+            continue
+        where = f"{t.source()} split {split!r}"
+        skipped = f"; {skips(t.skip_reasons)}" if t.skipped else ""
+        n = len(examples)
+        if n:
+            lines.append((f"{key}: {n} question{'s' * (n != 1)} from {where}{skipped}", True))
+        else:
+            lines.append((f"{key}: no usable question in {where}{skipped}", False))
+    if same_rows:
+        lines.append(("eval: data.path is one file, so evaluation asks the training questions; "
+                      "set eval.path to a held-out file", True))
+    return lines

@@ -227,3 +227,20 @@ def test_calculator_overflowing_literal(files):
     assert result.exit_code == 0
     assert "1e999 -> error: number too large" in result.output
     assert "ValueError" not in result.output
+
+
+def test_validate_reads_local_questions_as_the_stages_will(files):
+    """validate counts the rows generate would skip, by reason, and refuses a file with no usable row."""
+    result, errors = invoke(["validate", write_recipe(files)])
+    assert result.exit_code == 0 and not errors, result.output
+    assert "data: 3 questions from" in result.output
+    assert "2 skipped (missing answer 1, missing question 1)" in result.output
+    assert "evaluation asks the training questions" in result.output
+    (files / "held.jsonl").write_text(json.dumps({"question": "What is 5 + 5?", "answer": "10"}) + "\n")
+    result, errors = invoke(["validate", write_recipe(files, eval={"path": str(files / "held.jsonl")})])
+    assert result.exit_code == 0 and "eval: 1 question from" in result.output
+    assert "evaluation asks the training questions" not in result.output
+    (files / "bad.jsonl").write_text(json.dumps({"question": "", "answer": "5"}) + "\n")
+    result, errors = invoke(["validate", write_recipe(files, data={"path": str(files / "bad.jsonl")})])
+    assert result.exit_code == 2 and len(errors) == 1, result.output
+    assert "data: no usable question in" in errors[0] and "missing question 1" in errors[0]
