@@ -115,15 +115,12 @@ def notes(recipe: Recipe) -> list[str]:
 def _questions(recipe: Recipe, task) -> list[tuple[str, bool]]:
     """Read the local question files as generate and evaluate will (same split, limit and seed):
     one line per file with the questions it gives and the rows it skips, and whether any is usable.
-    Hub datasets (a download) and generated tasks are not read here."""
-    from swirl_lite.config import GENERATED_TASKS
+    Hub datasets (a download) are not read here."""
     from swirl_lite.console import skips
     from swirl_lite.tasks import get_task
     from swirl_lite.tasks.loading import looks_local
 
-    data, ev = recipe.data, recipe.eval
-    if data.task in GENERATED_TASKS:
-        return []
+    data, ev = recipe.data, recipe.eval  # a generated task has no path (the recipe check refuses one)
     lines: list[tuple[str, bool]] = []
     reads, same_rows = [], False
     if data.path and looks_local(data.path):

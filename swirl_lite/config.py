@@ -290,14 +290,12 @@ class Recipe(Section):
                 problems.append((f"{name}.model", "is required by this backend; set the served model name"))
         if self.data.task == "custom" and self.data.path is None:
             problems.append(("data.path", "task 'custom' needs a dataset: set data.path"))
-        generated = {  # a setting the task would ignore: refused, not silently dropped
-            "data.path": self.data.path, "data.config_name": self.data.config_name, "eval.path": self.eval.path,
-        } if self.data.task in GENERATED_TASKS else {}
-        generated.update({f"eval.task_paths.{t}": p for t, p in self.eval.task_paths.items() if t in GENERATED_TASKS})
-        for key, value in generated.items():
-            if value is not None:
-                task = key.rsplit(".", 1)[-1] if key.startswith("eval.task_paths") else self.data.task
-                problems.append((key, f"task {task!r} generates its questions and reads no dataset: remove it"))
+        # a dataset for a task that generates its questions would be ignored: refused, not dropped
+        own = (("data.path", self.data.path), ("data.config_name", self.data.config_name), ("eval.path", self.eval.path))
+        ignored = [(key, self.data.task) for key, value in own if value is not None and self.data.task in GENERATED_TASKS]
+        ignored += [(f"eval.task_paths.{task}", task) for task in self.eval.task_paths if task in GENERATED_TASKS]
+        for key, task in ignored:
+            problems.append((key, f"task {task!r} generates its questions and reads no dataset: remove it"))
         if self.judge.kind == "reference" and self.judge.mode == "generate" and self.judge.model != "policy":
             problems.append(("judge.mode", "has no effect with judge.kind 'reference'; remove it"))
         if self.filter.unit == "state" and "process" not in self.filter.strategy:
