@@ -146,6 +146,50 @@ def test_a_rerun_reproduces_and_another_seed_differs(tmp_path, tiny_model_dir):
     assert other != first and not all(torch_equal(weights[k], weights_other[k]) for k in weights)
 
 
+class PartlySettledScorer(VaryingScorer):
+    """Every action at the states of q0 and q2 scores 1.0 (a settled group: advantage 0)."""
+
+    def score(self, subs: list[SubTrajectory]) -> list[Verdict]:
+        varying = super().score(subs)
+        return [Verdict(s.id, self.identity, "GOOD", 1.0) if s.question_id in ("q0", "q2") else v
+                for s, v in zip(subs, varying, strict=True)]
+
+
+def test_settled_states_skip_their_backward_with_the_same_update(tmp_path, tiny_model_dir, monkeypatch):
+    """A state whose actions all scored the same runs its loss forward without autograd; the
+    adapter after the step is the one the full backward pass gives (it adds exactly zero)."""
+    from safetensors.torch import load_file
+
+    from swirl_lite.stages.train import train
+    from swirl_lite.training import rl, shared_prompt
+
+    frozen_groups = []
+    real = shared_prompt.logps_and_entropies
+
+    def spy(*args, settled=None, **kwargs):
+        frozen_groups.append(0 if settled is None else int(settled.sum()))
+        return real(*args, settled=settled, **kwargs)
+
+    monkeypatch.setattr(shared_prompt, "logps_and_entropies", spy)
+
+    def once(name: str, skip: bool):
+        trainer_class = rl.shared_prompt_trainer()
+        monkeypatch.setattr(trainer_class, "skip_settled", skip)
+        monkeypatch.setattr(rl, "shared_prompt_trainer", lambda: trainer_class)
+        frozen_groups.clear()
+        recipe, run = make_run(tmp_path / name, tiny_model_dir, max_steps=2, beta=0.0)  # no KL term
+        summary = train(recipe, run, scorer=PartlySettledScorer())
+        assert summary["shared_states"] is True
+        return load_file(str(run / "train" / "adapter" / "adapter_model.safetensors")), list(frozen_groups)
+
+    skipped, frozen = once("skip", True)
+    full, frozen_off = once("full", False)
+    assert sum(frozen) == 2 * 2 and not any(frozen_off)  # q0's and q2's 2 actions, once over 2 steps
+    assert skipped.keys() == full.keys()
+    for key in full:
+        assert torch_equal(skipped[key], full[key]), key
+
+
 def torch_equal(a, b) -> bool:
     import torch
 
@@ -388,6 +432,26 @@ def test_shared_prompt_loss_equals_trls_per_row_path(tiny_model_dir):
     assert replayed[0] == len(layers) - 1  # not the whole state's forward replayed from layer 0
     for name, g in new_grads.items():
         torch.testing.assert_close(ckpt_grads[name], g, rtol=1e-12, atol=1e-12, msg=name)
+    # a settled state (every action's advantage 0): the same values, computed without autograd,
+    # and the same gradient for a loss that weighs its rows by 0
+    advantage = torch.tensor([0.0, 0.0, 1.0, -1.0, 0.0, 0.5])[:, None]
+    settled = shared_prompt.settled_rows(advantage[:, 0], beta=0.0)
+    assert settled.tolist() == [True, True, False, False, True, False]
+    assert shared_prompt.settled_rows(advantage[:, 0], beta=0.04) is None  # the KL term has a gradient
+    grad_on = []
+    hook = layers[0].self_attn.register_forward_hook(lambda *a: grad_on.append(torch.is_grad_enabled()))
+    logps_settled, entropy_settled = shared_prompt.logps_and_entropies(
+        model, ids, mask, C, compute_entropy=True, settled=settled)
+    hook.remove()
+    assert grad_on == [False, False, True, True]  # state [0, 1, 4] and its actions, then [2, 3, 5]'s
+    assert torch.equal(logps_settled, logps.detach()) and torch.equal(entropy_settled, entropy.detach())
+    fresh, _ = shared_prompt.logps_and_entropies(model, ids, mask, C, compute_entropy=False)
+    settled_grads, weighted_grads = grads(logps_settled * advantage), grads(fresh * advantage)
+    assert any(g.abs().sum() > 0 for g in weighted_grads.values())
+    for name, g in weighted_grads.items():
+        assert torch.equal(settled_grads[name], g), name
+    every = shared_prompt.logps_and_entropies(model, ids, mask, C, False, settled=torch.ones(6, dtype=torch.bool))[0]
+    assert every.requires_grad  # the last state keeps its graph: the loss can still go backward
 
 
 def test_shared_prompt_generate_matches_plain_generate(tiny_model_dir):

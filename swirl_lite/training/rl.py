@@ -96,6 +96,19 @@ def shared_prompt_trainer():
 
     class SharedPromptGRPOTrainer(GRPOTrainer):
         shares_states = True  # reported in the train summary (`shared_states`)
+        # A state whose G actions all scored the same has advantage 0 and adds nothing to the
+        # gradient (beta 0): its loss forward runs without autograd, its backward pass is skipped.
+        # Exact; off only to measure it (`swirl-lite bench train`).
+        skip_settled = True
+        _settled = None  # per row of the batch in _compute_loss
+
+        def _compute_loss(self, model, inputs):
+            if self.skip_settled and model.training:
+                self._settled = shared_prompt.settled_rows(inputs["advantages"], self.beta)
+            try:
+                return super()._compute_loss(model, inputs)
+            finally:
+                self._settled = None
 
         def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep,
                                                batch_size=None, compute_entropy=False,
@@ -113,7 +126,7 @@ def shared_prompt_trainer():
                     self.accelerator.autocast():
                 logps, entropies = shared_prompt.logps_and_entropies(
                     model, input_ids, attention_mask, logits_to_keep, compute_entropy, groups,
-                    checkpointed=bool(self.args.gradient_checkpointing))
+                    checkpointed=bool(self.args.gradient_checkpointing), settled=self._settled)
             return logps, entropies, None
 
     return SharedPromptGRPOTrainer

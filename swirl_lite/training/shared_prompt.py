@@ -165,14 +165,16 @@ def _checkpoint_each_layer(model, cache, keep: bool = True):
 
 
 def logps_and_entropies(model, input_ids, attention_mask, logits_to_keep: int, compute_entropy: bool,
-                        groups: list[list[int]] | None = None, checkpointed: bool = False):
+                        groups: list[list[int]] | None = None, checkpointed: bool = False, settled=None):
     """TRL's per-token log-probabilities (and entropies) of the last `logits_to_keep` tokens.
 
     The model must carry TRL's fused LM head (`fused_lm_head=True` returns log-probabilities at the
     temperature TRL set). Prompts may be left-padded; completions right-padded (mask 0). `groups`:
     the prompts' `prompt_groups`, when the caller has them already. `checkpointed`: the states' and
     the actions' activations are recomputed in the backward pass, a layer at a time, instead of kept
-    (`_checkpoint_each_layer`).
+    (`_checkpoint_each_layer`). `settled`: a bool per row; a group whose rows are all settled (their
+    loss has no gradient, see `settled_rows`) runs without autograd: the same values, no backward
+    pass. If every group is settled the last one keeps its graph, so the loss still has one.
     """
     import torch
 
@@ -180,27 +182,50 @@ def logps_and_entropies(model, input_ids, attention_mask, logits_to_keep: int, c
     prompt_ids, prompt_mask = input_ids[:, :-C], attention_mask[:, :-C]
     logps = [None] * input_ids.size(0)
     entropies = [None] * input_ids.size(0)
-    for rows in groups or prompt_groups(prompt_ids, prompt_mask):
-        first = rows[0]
-        prompt = prompt_ids[first][prompt_mask[first].bool()]
-        k = len(rows)
-        # The cache holds the prompt but its last token, which goes in front of the completion so
-        # that its output (the first completion token's distribution) comes from the same call.
-        cache = _prefix_cache(model, prompt[:-1], k, checkpointed)
-        completion, completion_mask = input_ids[rows, -C:], attention_mask[rows, -C:]
-        ids = torch.cat([prompt[-1:].expand(k, 1), completion], dim=1)
-        mask = torch.cat([prompt_mask.new_ones(k, prompt.numel()), completion_mask], dim=1)
-        labels = ids.clone()
-        labels[:, 0] = -100
-        labels[:, 1:][completion_mask == 0] = -100
-        replayed = checkpointed and cache is not None and torch.is_grad_enabled()
-        with _checkpoint_each_layer(model, cache, keep=False) if replayed else contextlib.nullcontext():
-            out = model(input_ids=ids, attention_mask=mask, labels=labels, fused_lm_head=True, **with_cache(model, cache))
+    groups = groups or prompt_groups(prompt_ids, prompt_mask)
+    frozen = [settled is not None and bool(settled[rows].all()) for rows in groups]
+    if all(frozen):
+        frozen[-1] = False
+    for rows, no_grad in zip(groups, frozen, strict=True):
+        with torch.no_grad() if no_grad else contextlib.nullcontext():
+            out = _state_forward(model, prompt_ids, prompt_mask, input_ids, attention_mask, C, rows, checkpointed)
         for j, row in enumerate(rows):
             logps[row] = out.log_probs[j, -C:]
             if compute_entropy:
                 entropies[row] = out.entropy[j, -C:]
     return torch.stack(logps), (torch.stack(entropies) if compute_entropy else None)
+
+
+def _state_forward(model, prompt_ids, prompt_mask, input_ids, attention_mask, C: int, rows: list[int],
+                   checkpointed: bool):
+    """The fused head's output for `rows`, which share one state: the state once, then its actions."""
+    import torch
+
+    first = rows[0]
+    prompt = prompt_ids[first][prompt_mask[first].bool()]
+    k = len(rows)
+    # The cache holds the prompt but its last token, which goes in front of the completion so
+    # that its output (the first completion token's distribution) comes from the same call.
+    cache = _prefix_cache(model, prompt[:-1], k, checkpointed)
+    completion, completion_mask = input_ids[rows, -C:], attention_mask[rows, -C:]
+    ids = torch.cat([prompt[-1:].expand(k, 1), completion], dim=1)
+    mask = torch.cat([prompt_mask.new_ones(k, prompt.numel()), completion_mask], dim=1)
+    labels = ids.clone()
+    labels[:, 0] = -100
+    labels[:, 1:][completion_mask == 0] = -100
+    replayed = checkpointed and cache is not None and torch.is_grad_enabled()
+    with _checkpoint_each_layer(model, cache, keep=False) if replayed else contextlib.nullcontext():
+        return model(input_ids=ids, attention_mask=mask, labels=labels, fused_lm_head=True, **with_cache(model, cache))
+
+
+def settled_rows(advantages, beta: float):
+    """Rows whose GRPO loss has no gradient: advantage exactly 0 (every action of the state scored
+    the same) and no KL term (beta 0). Every TRL loss type multiplies the advantage into the
+    per-token loss, so such a row adds exactly zero to the gradient; only its values are logged
+    (entropy, clip ratios). None when beta is not 0."""
+    if beta != 0.0:
+        return None
+    return (advantages == 0).reshape(advantages.size(0), -1).all(-1)
 
 
 def generate(model, original, input_ids, attention_mask, groups: list[list[int]] | None = None, **kwargs) -> Any:
