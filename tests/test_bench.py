@@ -95,3 +95,14 @@ def test_bench_rollout_compares_lockstep_plain_generate_and_a_server(tmp_path, t
     assert server["streams"]["tokens"] == 3 * 2  # the stub's usage: 2 completion tokens, one answer each
     long = [line for line in result.output.splitlines() if len(line) > 80 and "it/s]" not in line]  # ours, not tqdm's
     assert not long, long
+
+
+def test_bench_train_settled_times_both_cases_with_the_same_gradient(tmp_path, tiny_model_dir):
+    out = tmp_path / "settled.json"
+    result = CliRunner().invoke(main, ["bench", "train", "--settled", "--model", tiny_model_dir,
+                                       "--demonstrations", "0", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    numbers = json.loads(out.read_text())
+    assert set(numbers["seconds"]) == {"none", "first state"} and all(s > 0 for s in numbers["seconds"].values())
+    assert numbers["same_gradient"] is True and numbers["states"] == 2 and numbers["generations"] == 8
+    assert "same LoRA gradients: yes" in " ".join(result.output.split())

@@ -148,13 +148,19 @@ def bench_judge(models, modes, n_math, batch_size, generate_limit, max_new_token
               help="Demonstrations in each state (longer states gain more from sharing them).")
 @click.option("--arch", type=click.Choice(ARCH_CHOICES), help=ARCH_HELP)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the numbers here.")
+@click.option("--settled", is_flag=True, help="Time the loss with a settled state (all its actions scored "
+              "the same) against none settled, in one process.")
 @click.option("--one", type=click.Choice(["per-row", "policy-only", "shared", "separate"]), hidden=True)
-def bench_train(model, steps, load_in_4bit, learn, reward, seed, demonstrations, arch, json_path, one) -> None:
+def bench_train(model, steps, load_in_4bit, learn, reward, seed, demonstrations, arch, json_path, settled, one) -> None:
     """Samples/s and peak memory of RL training: judge shared vs separate, state shared vs per row."""
     from swirl_lite.bench import train as bt
 
     try:
-        if one:
+        if settled:
+            from swirl_lite.bench.settled import bench_settled
+
+            result = bench_settled(model, demonstrations=demonstrations)
+        elif one:
             result = bt.run_one(one, model, steps or 2, load_in_4bit, demonstrations)
         elif learn:
             from swirl_lite.bench.learn import learn as learn_check
