@@ -147,11 +147,12 @@ def test_a_rerun_reproduces_and_another_seed_differs(tmp_path, tiny_model_dir):
 
 
 class PartlySettledScorer(VaryingScorer):
-    """Every action at the states of q0 and q2 scores 1.0 (a settled group: advantage 0)."""
+    """Every action at the states of q0 and q2 scores 1.0 (a settled group: advantage 0); from the
+    second step on, every action of every state does (a batch with nothing to learn)."""
 
     def score(self, subs: list[SubTrajectory]) -> list[Verdict]:
         varying = super().score(subs)
-        return [Verdict(s.id, self.identity, "GOOD", 1.0) if s.question_id in ("q0", "q2") else v
+        return [Verdict(s.id, self.identity, "GOOD", 1.0) if s.question_id in ("q0", "q2") or self.calls > 1 else v
                 for s, v in zip(subs, varying, strict=True)]
 
 
@@ -167,7 +168,8 @@ def test_settled_states_skip_their_backward_with_the_same_update(tmp_path, tiny_
     real = shared_prompt.logps_and_entropies
 
     def spy(*args, settled=None, **kwargs):
-        frozen_groups.append(0 if settled is None else int(settled.sum()))
+        if settled is not None:
+            frozen_groups.append(int(settled.sum()))
         return real(*args, settled=settled, **kwargs)
 
     monkeypatch.setattr(shared_prompt, "logps_and_entropies", spy)
@@ -177,14 +179,15 @@ def test_settled_states_skip_their_backward_with_the_same_update(tmp_path, tiny_
         monkeypatch.setattr(trainer_class, "skip_settled", skip)
         monkeypatch.setattr(rl, "shared_prompt_trainer", lambda: trainer_class)
         frozen_groups.clear()
-        recipe, run = make_run(tmp_path / name, tiny_model_dir, max_steps=2, beta=0.0)  # no KL term
+        recipe, run = make_run(tmp_path / name, tiny_model_dir, max_steps=3, beta=0.0)  # no KL term
         summary = train(recipe, run, scorer=PartlySettledScorer())
         assert summary["shared_states"] is True
         return load_file(str(run / "train" / "adapter" / "adapter_model.safetensors")), list(frozen_groups)
 
     skipped, frozen = once("skip", True)
     full, frozen_off = once("full", False)
-    assert sum(frozen) == 2 * 2 and not any(frozen_off)  # q0's and q2's 2 actions, once over 2 steps
+    # step 1: q0's or q2's 2 actions (the other is in step 2); steps 2 and 3: all 4 rows settled
+    assert frozen == [2, 4, 4] and not frozen_off
     assert skipped.keys() == full.keys()
     for key in full:
         assert torch_equal(skipped[key], full[key]), key
@@ -451,7 +454,9 @@ def test_shared_prompt_loss_equals_trls_per_row_path(tiny_model_dir):
     for name, g in weighted_grads.items():
         assert torch.equal(settled_grads[name], g), name
     every = shared_prompt.logps_and_entropies(model, ids, mask, C, False, settled=torch.ones(6, dtype=torch.bool))[0]
-    assert every.requires_grad  # the last state keeps its graph: the loss can still go backward
+    assert torch.equal(every, fresh.detach())
+    zero = grads(every * advantage)  # every trainable weight gets its gradient, a zero one
+    assert zero.keys() == weighted_grads.keys() and all(not g.any() for g in zero.values())
 
 
 def test_shared_prompt_generate_matches_plain_generate(tiny_model_dir):

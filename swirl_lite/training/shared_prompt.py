@@ -174,7 +174,7 @@ def logps_and_entropies(model, input_ids, attention_mask, logits_to_keep: int, c
     the actions' activations are recomputed in the backward pass, a layer at a time, instead of kept
     (`_checkpoint_each_layer`). `settled`: a bool per row; a group whose rows are all settled (their
     loss has no gradient, see `settled_rows`) runs without autograd: the same values, no backward
-    pass. If every group is settled the last one keeps its graph, so the loss still has one.
+    pass. If every group is settled, the result carries a zero gradient to every trainable weight.
     """
     import torch
 
@@ -184,8 +184,6 @@ def logps_and_entropies(model, input_ids, attention_mask, logits_to_keep: int, c
     entropies = [None] * input_ids.size(0)
     groups = groups or prompt_groups(prompt_ids, prompt_mask)
     frozen = [settled is not None and bool(settled[rows].all()) for rows in groups]
-    if all(frozen):
-        frozen[-1] = False
     for rows, no_grad in zip(groups, frozen, strict=True):
         with torch.no_grad() if no_grad else contextlib.nullcontext():
             out = _state_forward(model, prompt_ids, prompt_mask, input_ids, attention_mask, C, rows, checkpointed)
@@ -193,7 +191,12 @@ def logps_and_entropies(model, input_ids, attention_mask, logits_to_keep: int, c
             logps[row] = out.log_probs[j, -C:]
             if compute_entropy:
                 entropies[row] = out.entropy[j, -C:]
-    return torch.stack(logps), (torch.stack(entropies) if compute_entropy else None)
+    logps = torch.stack(logps)
+    if all(frozen) and torch.is_grad_enabled():
+        # Nothing to learn from this batch, but the optimizer still steps (Adam's moments move the
+        # weights) and expects every trainable weight's gradient: a zero one, as the full pass gives.
+        logps = logps + sum((p * 0).sum() for p in model.parameters() if p.requires_grad)
+    return logps, (torch.stack(entropies) if compute_entropy else None)
 
 
 def _state_forward(model, prompt_ids, prompt_mask, input_ids, attention_mask, C: int, rows: list[int],
