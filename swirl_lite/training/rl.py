@@ -98,7 +98,8 @@ def shared_prompt_trainer():
         shares_states = True  # reported in the train summary (`shared_states`)
         # A state whose G actions all scored the same has advantage 0 and adds nothing to the
         # gradient (beta 0): its loss forward runs without autograd, its backward pass is skipped.
-        # Exact; off only to measure it (`swirl-lite bench train`).
+        # Exact (the same update bit for bit); a class attribute only so that a measurement can
+        # turn it off (README, Benchmarks; `swirl-lite bench train --settled` times the loss).
         skip_settled = True
         _settled = None  # per row of the batch in _compute_loss
 
