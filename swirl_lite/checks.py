@@ -1,12 +1,12 @@
 """What `swirl-lite validate` checks beyond the schema, without loading a model or downloading data.
 
-`recipe_problems(recipe)` returns one line per problem that `generate` (or a later stage) would
+`review(recipe)` returns, first, one line per problem that `generate` (or a later stage) would
 otherwise meet only after loading a model: the task and its grader, the tools (a name that is not
 built in, a module that does not import, a class without `batch`), local files the recipe names
 (data, eval questions, search corpus, model and adapter folders), local question files with no
 usable question, and the run path (one folder inside `output.dir`, not someone else's existing
-folder). `notes(recipe)` says how many questions the local files give and how many rows the stages
-will skip, by reason, and what could not be checked offline (a hub dataset or model that will be
+folder); then notes: how many questions the local files give and how many rows the stages will
+skip, by reason, and what could not be checked offline (a hub dataset or model that will be
 downloaded).
 """
 
@@ -74,8 +74,10 @@ def _local_files(recipe: Recipe, task) -> list[str]:
     return problems
 
 
-def recipe_problems(recipe: Recipe) -> list[str]:
-    """Every problem found without a model or a download, one line each (empty: looks runnable)."""
+def review(recipe: Recipe) -> tuple[list[str], list[str]]:
+    """`validate`'s (problems, notes). Problems: every one found without a model or a download, one
+    line each (none: looks runnable). Notes: what the local question files give (each file read
+    once) and what could not be checked offline."""
     from swirl_lite.runs import RunDirError, run_path
 
     problems: list[str] = []
@@ -83,25 +85,21 @@ def recipe_problems(recipe: Recipe) -> list[str]:
     names = list(recipe.tools.use) or list(getattr(task, "default_tools", ()))
     problems += [p for p in (_tool(n) for n in names) if p]
     problems += _local_files(recipe, task)
-    if task is not None and not problems:
-        problems += [line for line, usable in _questions(recipe, task) if not usable]
+    questions = _questions(recipe, task) if task is not None and not problems else []
+    problems += [line for line, usable in questions if not usable]
     try:
         run_path(recipe)
     except RunDirError as exc:
         problems.append(str(exc))
-    return problems
+    return problems, [line for line, usable in questions if usable] + _offline_notes(recipe)
 
 
-def notes(recipe: Recipe) -> list[str]:
-    """What the local question files give, and what validate could not check offline."""
-    from swirl_lite.tasks import TASKS, get_task
+def _offline_notes(recipe: Recipe) -> list[str]:
+    """What validate could not check offline."""
+    from swirl_lite.tasks import TASKS
     from swirl_lite.tasks.loading import looks_local
 
     out = []
-    try:
-        out += [line for line, usable in _questions(recipe, get_task(recipe.data)) if usable]
-    except (ValueError, ImportError, OSError):
-        pass  # recipe_problems reports it
     cls = TASKS.get(recipe.data.task)
     source = recipe.data.path or getattr(cls, "hub_path", None)
     if source and not looks_local(source):
@@ -113,27 +111,25 @@ def notes(recipe: Recipe) -> list[str]:
 
 
 def _questions(recipe: Recipe, task) -> list[tuple[str, bool]]:
-    """Read the local question files as generate and evaluate will (same split, limit and seed):
-    one line per file with the questions it gives and the rows it skips, and whether any is usable.
-    Hub datasets (a download) are not read here."""
+    """Read the local question files as generate and evaluate will (same files, split, limit and
+    seed): one line per file with the questions it gives and the rows it skips, and whether any is
+    usable. Hub datasets (a download) are not read here."""
     from swirl_lite.console import skips
+    from swirl_lite.stages.evaluate import task_config, training_file_warning
     from swirl_lite.tasks import get_task
     from swirl_lite.tasks.loading import looks_local
 
     data, ev = recipe.data, recipe.eval  # a generated task has no path (the recipe check refuses one)
-    lines: list[tuple[str, bool]] = []
-    reads, same_rows = [], False
+    reads = []
     if data.path and looks_local(data.path):
         reads.append(("data", task, data.split, data.limit, data.seed, data.shuffle))
-    # evaluate reads eval.path, else data.path: a folder's test split file, or one file's same rows
-    if data.task in (ev.tasks or [data.task]):
-        if ev.path and looks_local(ev.path):
-            eval_task = get_task(data.model_copy(update={"path": ev.path}))
-            reads.append(("eval", eval_task, ev.split, ev.n_questions, ev.seed, True))
-        elif not ev.path and reads and Path(data.path).is_dir():
-            reads.append(("eval", task, ev.split, ev.n_questions, ev.seed, True))
-        elif not ev.path and reads:
-            same_rows = True
+    evaluated = data.task in (ev.tasks or [data.task])
+    same_rows = training_file_warning(recipe) if evaluated else None
+    if evaluated and same_rows is None:
+        source = task_config(recipe, data.task)  # eval.path, else data.path (a folder's test split)
+        if source.path and looks_local(source.path):
+            reads.append(("eval", get_task(source) if ev.path else task, ev.split, ev.n_questions, ev.seed, True))
+    lines: list[tuple[str, bool]] = []
     for key, t, split, limit, seed, shuffle in reads:
         try:
             examples = t.load(split, limit, seed, shuffle)
@@ -149,6 +145,5 @@ def _questions(recipe: Recipe, task) -> list[tuple[str, bool]]:
         else:
             lines.append((f"{key}: no usable question in {where}{skipped}", False))
     if same_rows:
-        lines.append(("eval: data.path is one file, so evaluation asks the training questions; "
-                      "set eval.path to a held-out file", True))
+        lines.append((f"eval: {same_rows}", True))
     return lines

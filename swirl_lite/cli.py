@@ -77,18 +77,18 @@ def validate(recipe: str, overrides: tuple[str, ...]) -> None:
     """Check a recipe and print every problem at once."""
     from rich.markup import escape
 
-    from swirl_lite.checks import notes, recipe_problems
+    from swirl_lite.checks import review
     from swirl_lite.config import recipe_to_yaml
     from swirl_lite.console import console, error
 
     resolved = load_or_exit(recipe, overrides)
     # What the schema cannot see and no model or download is needed for: task, tools, files, run path.
-    problems = recipe_problems(resolved)
+    problems, notes = review(resolved)
     for line in problems:
         error(f"{recipe}: {line}")
     if problems:
         sys.exit(2)
-    for line in notes(resolved):
+    for line in notes:
         console.print(f"[dim]note: {escape(line)}[/]", soft_wrap=True)
     console.print(f"[green]ok[/] {recipe}: run directory {resolved.output.dir}/{resolved.run_name}")
     if overrides:

@@ -235,11 +235,11 @@ def test_validate_reads_local_questions_as_the_stages_will(files):
     assert result.exit_code == 0 and not errors, result.output
     assert "data: 3 questions from" in result.output
     assert "2 skipped (missing answer 1, missing question 1)" in result.output
-    assert "evaluation asks the training questions" in result.output
+    assert "evaluation reads the training questions" in result.output
     (files / "held.jsonl").write_text(json.dumps({"question": "What is 5 + 5?", "answer": "10"}) + "\n")
     result, errors = invoke(["validate", write_recipe(files, eval={"path": str(files / "held.jsonl")})])
     assert result.exit_code == 0 and "eval: 1 question from" in result.output
-    assert "evaluation asks the training questions" not in result.output
+    assert "evaluation reads the training questions" not in result.output
     (files / "bad.jsonl").write_text(json.dumps({"question": "", "answer": "5"}) + "\n")
     result, errors = invoke(["validate", write_recipe(files, data={"path": str(files / "bad.jsonl")})])
     assert result.exit_code == 2 and len(errors) == 1, result.output

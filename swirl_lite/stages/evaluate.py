@@ -84,14 +84,22 @@ def task_config(recipe: Recipe, name: str) -> DataConfig:
         return DataConfig(task=name, seed=recipe.data.seed, path=recipe.eval.task_paths.get(name))
     if recipe.eval.path:
         return recipe.data.model_copy(update={"path": recipe.eval.path})
+    warning = training_file_warning(recipe)
+    if warning:
+        console.print(f"[yellow]warning:[/] {warning}")
+    return recipe.data
+
+
+def training_file_warning(recipe: Recipe) -> str | None:
+    """Why evaluating the training task would ask the training questions (data.path is one local
+    file, eval.path unset), or None; a folder has its own test split file."""
     from swirl_lite.tasks.loading import looks_local
 
-    if recipe.data.path and looks_local(recipe.data.path) and not Path(recipe.data.path).is_dir():
-        console.print(
-            f"[yellow]warning:[/] data.path {recipe.data.path} is one local file, so evaluation reads the "
-            "training questions; set eval.path to a held-out file"
-        )
-    return recipe.data
+    path = recipe.data.path
+    if recipe.eval.path or not path or not looks_local(path) or Path(path).is_dir():
+        return None
+    return (f"data.path {path} is one local file, so evaluation reads the training questions; "
+            "set eval.path to a held-out file")
 
 
 def result_path(run_dir: RunDir, model: str, task: str) -> Path:
