@@ -176,6 +176,19 @@ def test_shared_states_equal_trls_per_row_path_across_the_window(tiny_gemma_dir)
     assert any(g.abs().sum() > 0 for g in ref_grads.values())
     for name, g in ref_grads.items():
         torch.testing.assert_close(new_grads[name], g, rtol=1e-6, atol=1e-6, msg=name)
+    # a settled state (its actions' advantage 0) across the window: the same values without
+    # autograd, and the same gradient for a loss that weighs its rows by 0
+    groups = shared_prompt.prompt_groups(ids[:, :-C], mask[:, :-C])
+    advantage = torch.ones(ids.size(0), 1, dtype=torch.float64)
+    advantage[groups[0]] = 0.0
+    settled = shared_prompt.settled_rows(advantage[:, 0], beta=0.0)
+    fresh, _ = shared_prompt.logps_and_entropies(model, ids, mask, C, compute_entropy=False)
+    frozen, _ = shared_prompt.logps_and_entropies(model, ids, mask, C, compute_entropy=False, settled=settled)
+    assert int(settled.sum()) == len(groups[0]) and torch.equal(frozen, fresh.detach())
+    full, skipped = grads(fresh * advantage), grads(frozen * advantage)
+    assert any(g.abs().sum() > 0 for g in full.values())
+    for name, g in full.items():
+        assert torch.equal(skipped[name], g), name
     with torch.no_grad(), window(model, 10**6):  # the window changes these very numbers
         unwindowed, _ = trl_path()
     assert ((unwindowed - ref_logps) * cmask).abs().max() > 1e-3
