@@ -106,3 +106,15 @@ def test_bench_train_settled_times_both_cases_with_the_same_gradient(tmp_path, t
     assert set(numbers["seconds"]) == {"none", "first state"} and all(s > 0 for s in numbers["seconds"].values())
     assert numbers["same_gradient"] is True and numbers["states"] == 2 and numbers["generations"] == 8
     assert "same LoRA gradients: yes" in " ".join(result.output.split())
+
+
+def test_bench_train_sampling_times_both_paths_with_the_same_greedy_tokens(tmp_path, tiny_model_dir):
+    out = tmp_path / "sampling.json"
+    result = CliRunner().invoke(main, ["bench", "train", "--sampling", "--model", tiny_model_dir, "--states", "3",
+                                       "--demonstrations", "0", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    numbers = json.loads(out.read_text())
+    assert set(numbers["seconds"]) == {"one call per state", "one call for all"}
+    assert all(s > 0 for s in numbers["seconds"].values()) and numbers["ratio"] > 0
+    assert numbers["same_greedy_tokens"] is True and numbers["states"] == 3 and numbers["generations"] == 8
+    assert "the same greedy tokens: yes" in " ".join(result.output.split())

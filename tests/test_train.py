@@ -484,8 +484,34 @@ def test_shared_prompt_generate_matches_plain_generate(tiny_model_dir):
         model.generate = counting
         bind_stop_strings(model, tok, share_prompt=True)
         shared = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
-    assert [tuple(c) for c in calls] == [(3, int(mask[0].sum())), (3, int(mask[2].sum()))]
+    # one call for both states (rows in mixed order, of two lengths), left-padded to the longer
+    assert [tuple(c) for c in calls] == [(6, int(mask.sum(1).max()))]
     assert torch.equal(shared, plain)
+
+
+def test_shared_prompt_sampling_draws_what_plain_generate_draws(tiny_model_dir):
+    """Seeded sampling: one call for every state consumes the random stream as TRL's plain call
+    does, so the sampled actions are the same (one call per state drew others)."""
+    import torch
+    from transformers import GenerationConfig
+
+    from swirl_lite.models import load_tokenizer
+    from swirl_lite.training.rl import bind_stop_strings
+
+    tok = load_tokenizer(tiny_model_dir)
+    model = lora_with_fused_head(tiny_model_dir, temperature=1.0)
+    ids, mask, C, _ = grpo_batch(tok)
+    ids, mask = ids[:, :-C], mask[:, :-C]
+    config = GenerationConfig(max_new_tokens=8, do_sample=True, temperature=1.0, top_k=0,
+                              pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+    with torch.no_grad():
+        torch.manual_seed(3)
+        plain = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
+        bind_stop_strings(model, tok, share_prompt=True)
+        torch.manual_seed(3)
+        shared = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
+    assert torch.equal(shared, plain)
+    assert len({tuple(r) for r in plain[:, ids.size(1):].tolist()}) > 2  # really sampled
 
 
 def test_sampling_writes_each_token_into_a_preallocated_cache(tiny_model_dir):
@@ -497,7 +523,7 @@ def test_sampling_writes_each_token_into_a_preallocated_cache(tiny_model_dir):
     model = lora_with_fused_head(tiny_model_dir, temperature=1.0)
     prefix = torch.arange(5, 25)
     with torch.no_grad():
-        cache = _decode_cache(model, prefix, 3, room=7)
+        cache = _decode_cache(model, [prefix], [0, 0, 0], room=7)
         layer = cache.layers[0]
         keys, _ = layer.buffers
         assert tuple(layer.keys.shape[::2]) == (3, 20) and keys.shape[2] == 27

@@ -150,8 +150,12 @@ def bench_judge(models, modes, n_math, batch_size, generate_limit, max_new_token
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the numbers here.")
 @click.option("--settled", is_flag=True, help="Time the loss with a settled state (all its actions scored "
               "the same) against none settled, in one process.")
+@click.option("--sampling", is_flag=True, help="Time GRPO's sampling with every state in one generate call "
+              "against one call per state, in one process.")
+@click.option("--states", "n_states", default=2, show_default=True, help="--settled/--sampling: states per step.")
 @click.option("--one", type=click.Choice(["per-row", "policy-only", "shared", "separate"]), hidden=True)
-def bench_train(model, steps, load_in_4bit, learn, reward, seed, demonstrations, arch, json_path, settled, one) -> None:
+def bench_train(model, steps, load_in_4bit, learn, reward, seed, demonstrations, arch, json_path, settled, sampling,
+                n_states, one) -> None:
     """Samples/s and peak memory of RL training: judge shared vs separate, state shared vs per row."""
     from swirl_lite.bench import train as bt
 
@@ -159,7 +163,11 @@ def bench_train(model, steps, load_in_4bit, learn, reward, seed, demonstrations,
         if settled:
             from swirl_lite.bench.settled import bench_settled
 
-            result = bench_settled(model, demonstrations=demonstrations)
+            result = bench_settled(model, states=n_states, demonstrations=demonstrations)
+        elif sampling:
+            from swirl_lite.bench.sampling import bench_sampling
+
+            result = bench_sampling(model, states=n_states, demonstrations=demonstrations)
         elif one:
             result = bt.run_one(one, model, steps or 2, load_in_4bit, demonstrations)
         elif learn:
