@@ -5,6 +5,8 @@ sample the actions and G forward/backward passes over state + action to score th
 are long (the question, the demonstrations, every earlier step and tool result: ~600 tokens here)
 and its actions short (~25 tokens), so nearly all of that work is repeated. Here each distinct state
 runs once, its keys and values are repeated for its G actions, and only the actions run per row.
+Sampling then makes one `generate` call for every state's actions, the rows left-padded to the
+longest state, as TRL's own call does (and drawing the same random numbers).
 
 The result is exact, not an approximation: the repeated keys and values are views of one tensor, so
 the backward pass sums the G actions' gradients into the state's single forward, which is what the
