@@ -14,10 +14,10 @@ each is reported with the ratio. Then both greedy, to show they produce the same
 
 from __future__ import annotations
 
-import statistics
 import time
 
-from swirl_lite.console import console, summary_table
+from swirl_lite.bench.settled import medians_table
+from swirl_lite.console import console
 
 
 def _prompts(tokenizer, rows: list[dict], generations: int):
@@ -85,18 +85,13 @@ def bench_sampling(model: str = "embedded", states: int = 2, generations: int = 
         greedy = [run(config(sample=False)) for run in cases.values()]
     n = min(g.size(1) for g in greedy)
     same = torch.equal(greedy[0][:, :n], greedy[1][:, :n]) and all((g[:, n:] == pad).all() for g in greedy)
-    median = {name: statistics.median(ts) for name, ts in times.items()}
-    base = median["one call per state"]
+    median = medians_table(
+        f"bench train --sampling: {model}, {states} states x {generations} actions x {tokens} tokens, "
+        f"states <= {ids.size(1)} tokens, {torch.get_num_threads()} threads, median of {repeats}",
+        times, ("sampling", "seconds", "x per state", "range s"))
     result = {"model": model, "states": states, "generations": generations, "state_tokens": int(ids.size(1)),
               "tokens": tokens, "threads": torch.get_num_threads(), "repeats": repeats, "seconds": median,
-              "ratio": median["one call for all"] / base, "same_greedy_tokens": bool(same)}
-    rows = [(name, median[name], median[name] / base, f"{min(times[name]):.2f}-{max(times[name]):.2f}")
-            for name in cases]
-    console.print(summary_table(
-        f"bench train --sampling: {model}, {states} states x {generations} actions x {tokens} tokens, "
-        f"states <= {result['state_tokens']} tokens, {result['threads']} threads, median of {repeats}",
-        rows, ("sampling", "seconds", "x per state", "range s"),
-    ))
+              "ratio": median["one call for all"] / median["one call per state"], "same_greedy_tokens": bool(same)}
     console.print(f"one call for all states: {result['ratio']:.2f}x the time; "
                   f"the same greedy tokens: {'yes' if same else 'NO'}")
     return result

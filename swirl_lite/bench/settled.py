@@ -40,6 +40,15 @@ def _batch(tokenizer, rows: list[dict], generations: int):
     return torch.tensor(ids), torch.tensor(mask), C
 
 
+def medians_table(title: str, times: dict[str, list[float]], header: tuple[str, ...]) -> dict[str, float]:
+    """Print each case's median seconds, its ratio to the first case's and its range; the medians."""
+    median = {name: statistics.median(ts) for name, ts in times.items()}
+    base = next(iter(median.values()))
+    rows = [(name, median[name], median[name] / base, f"{min(ts):.2f}-{max(ts):.2f}") for name, ts in times.items()]
+    console.print(summary_table(title, rows, header))
+    return median
+
+
 def bench_settled(model: str = "embedded", states: int = 2, generations: int = 8, demonstrations: int = 2,
                   repeats: int = 3) -> dict:
     """Seconds of one loss forward + backward with no state settled and with the first one settled."""
@@ -83,17 +92,13 @@ def bench_settled(model: str = "embedded", states: int = 2, generations: int = 8
             seconds, grads[name] = once(settled)
             times[name].append(seconds)
     same = all(torch.equal(grads["none"][n], grads["first state"][n]) for n in grads["none"])
-    median = {name: statistics.median(ts) for name, ts in times.items()}
+    median = medians_table(
+        f"bench train --settled: {model}, {states} states x {generations} actions, "
+        f"{ids.size(1) - C}+{C} tokens, {torch.get_num_threads()} threads, median of {repeats}",
+        times, ("settled", "loss+backward s", "x none", "range s"))
     result = {"model": model, "states": states, "generations": generations, "state_tokens": int(ids.size(1) - C),
               "action_tokens": C, "threads": torch.get_num_threads(), "repeats": repeats,
               "seconds": median, "ratio": median["first state"] / median["none"], "same_gradient": same}
-    rows = [(name, median[name], median[name] / median["none"], f"{min(times[name]):.2f}-{max(times[name]):.2f}")
-            for name in cases]
-    console.print(summary_table(
-        f"bench train --settled: {model}, {states} states x {generations} actions, "
-        f"{result['state_tokens']}+{C} tokens, {result['threads']} threads, median of {repeats}",
-        rows, ("settled", "loss+backward s", "x none", "range s"),
-    ))
     console.print(f"one of {states} states settled: {result['ratio']:.2f}x the time; "
                   f"same LoRA gradients: {'yes' if same else 'NO'}")
     return result
