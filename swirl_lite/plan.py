@@ -233,14 +233,14 @@ def _rollout(cost: _Cost, t: TaskTokens, n: int, batch: int, cap: int, max_new: 
     rows = turns / rounds
     forwards = rounds * max_new if chunk == 0 else turns * action / batch + (cap - steps) * action
     # A round feeds every row as many new tokens as its widest new part ([padding][cached][padding]
-    # [new], backends/hf.py): while rows still join (until the queue is empty) that is a whole
-    # uncached prompt, else the last action's tail and a result. Rounds prefill joining rows alone.
-    joining = 1 + max(0.0, (n - batch) * steps / batch)
+    # [new], backends/hf.py): the last action's tail and a result. A trajectory joining the batch
+    # runs its uncached prompt through the model first, with the others joining then
+    # (`HFLLM._prefill`), so nobody is padded to it.
     turn = t.result + action
     if cached is None:  # every round re-feeds every row's whole chat, padded to the longest
         prefilled = rounds * rows * (prompt + steps * turn)
     elif chunk == 0:
-        prefilled = joining * rows * (prompt - cached) + (rounds - joining) * rows * turn
+        prefilled = n * (prompt - cached) + (rounds - 1) * rows * turn
     else:
         prefilled = n * (prompt - cached) + turns * turn
     prefilled += math.ceil(n / batch) * (cached or 0)

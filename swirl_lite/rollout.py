@@ -12,12 +12,13 @@ How far a round goes is the backend's (`backends.Advancing`): `openai` and `vllm
 in flight per trajectory (a server's request, or one in vLLM's own engine) and a round ends at the
 first finished turns, so the engine's continuous batching is never idled by a step barrier. The
 `hf` backend with `generate.chunk_tokens: N` generates up to N tokens per round, so no trajectory
-waits more than that for another's long action (continuous batching; rows that join a round are
-prefilled on their own first). Its default, 0, finishes every
+waits more than that for another's long action (continuous batching). Its default, 0, finishes every
 turn in each round (lockstep): each round re-enters `generate` and re-lays every row's cache out, so
 on a 2-core CPU rounds gain only where actions differ much in length and prompts are long (README,
-Benchmarks: 0.94x lockstep on learn-cpu's arithmetic, 1.17x on learn-cpu-search's questions). A
-backend without `advance` (scripted ones) is lockstep too.
+Benchmarks: 0.94x lockstep on learn-cpu's arithmetic, 1.17x on learn-cpu-search's questions). Either
+way a trajectory that joins the batch runs its prompt through the model before the round, beside the
+others joining then (`HFLLM._prefill`), so the continuing rows are not padded to it. A backend
+without `advance` (scripted ones) is lockstep too.
 Turns are seeded per (trajectory, step), so the trajectories do not depend on the engine or on what
 shares the batch (up to float noise).
 

@@ -161,9 +161,10 @@ def test_hf_continuous_batching_gives_the_lockstep_trajectories(tiny_model_dir):
 
 
 def rounds_equal_whole_turns(model_dir: str, stop: str = "e") -> None:
-    """Turns generated 4 tokens a round (rows leave and join between rounds, new parts prefilled on
-    their own, through the row cache) are the turns generated whole: same seeds, same draws, same
-    text (float64). Stopping at `stop` (any "e") makes a random model's turns end at very different lengths."""
+    """Turns generated 4 tokens a round (rows leave and join between rounds) are the turns
+    generated whole, and both are the turns generated with no row prefilled on its own: same
+    seeds, same draws, same text (float64). Stopping at `stop` (any "e") makes a random model's
+    turns end at very different lengths."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -178,16 +179,27 @@ def rounds_equal_whole_turns(model_dir: str, stop: str = "e") -> None:
     task, tools = get_task("arithmetic"), {"math_exp": Calculator()}
     jobs = [(Example(f"q{i}", f"What is {i} plus {i + 1}?", str(2 * i + 1)), 0) for i in range(5)]
     params = SamplingParams(temperature=0.9, max_new_tokens=20, stop=(stop,), seed=3)
-    results, calls, prefilled = {}, {4: [], None: []}, {4: [], None: []}
-    for chunk in (4, None):
+    results = {}
+    # forward cost 0: prefill whatever saves a position; 1e9: never prefill
+    for chunk, cost in ((4, 0), (None, 0), (None, 10**9)):
         llm = HFLLM(model, tok, chunk_tokens=chunk)
-        llm._decode = _counting(llm._decode, calls[chunk].append)
-        llm._prefill = _counting(llm._prefill, None, prefilled[chunk].append, llm)
-        trajs = rollout(llm, task, tools, jobs, max_steps=3, batch_size=3, params=params)
-        results[chunk] = ({t.id: [(s.text, s.completion_tokens) for s in t.steps] for t in trajs}, calls[chunk])
-    (paced, paced_calls), (whole, whole_calls) = results[4], results[None]
-    assert sum(prefilled[4]) > 0 and not prefilled[None]  # rows joining a round were prefilled on their own
-    assert paced == whole and len(paced) == 5
+        llm.FORWARD_COST_CPU = llm.FORWARD_COST = cost
+        calls, prefilled = [], []
+        llm._decode = _counting(llm._decode, calls.append)
+        llm._feed = _counting(llm._feed, lambda args, seen=prefilled: seen.append(args[1].shape[0]))
+        positions = []  # rows x tokens of every forward pass, padding included
+        handle = model.model.register_forward_pre_hook(
+            lambda m, a, k, seen=positions: seen.append(k["input_ids"].numel()), with_kwargs=True)
+        trajs = list(rollout(llm, task, tools, jobs, max_steps=3, batch_size=3, params=params))
+        handle.remove()
+        turns = {t.id: [(s.text, s.completion_tokens) for s in t.steps] for t in trajs}
+        # `_feed` runs the prefill groups, and in `_decode` a wide call's new tokens (none this wide here)
+        results[chunk, cost] = turns, calls, sum(prefilled), sum(positions)
+    (paced, paced_calls, paced_pre, _), (whole, whole_calls, whole_pre, fed), (plain, _, plain_pre, padded) = (
+        results.values())
+    assert paced_pre > 0 and whole_pre > 0 and plain_pre == 0  # rows joining were prefilled on their own
+    assert fed < padded  # ... so the others were not padded to their prompts
+    assert paced == whole == plain and len(paced) == 5
     lengths = {n for steps in whole.values() for _, n in steps}
     assert len(lengths) > 3, lengths  # turns of many lengths, so rows really left and joined
     assert len(paced_calls) > len(whole_calls)
@@ -219,6 +231,7 @@ def samples_prefilled_once(model_dir: str, stop: str = "e") -> None:
     turns = {}
     for chunk in (4, None):
         llm = HFLLM(model, tok, chunk_tokens=chunk)
+        llm.FORWARD_COST_CPU = llm.FORWARD_COST = 0  # prefill whatever saves a position
         prefilled = []
         llm._prefill = _counting(llm._prefill, lambda args, seen=prefilled: seen.append(len(args[0])))
         forwards = []
@@ -227,9 +240,8 @@ def samples_prefilled_once(model_dir: str, stop: str = "e") -> None:
         trajs = list(rollout(llm, task, tools, jobs, max_steps=2, batch_size=4, params=params))
         handle.remove()
         turns[chunk] = {t.id: [s.text for s in t.steps] for t in trajs}
-        if chunk:
-            # 4 rows in the first round: the shared instructions (1 row), then the 2 distinct prompts
-            assert prefilled[0] == 4 and forwards[:2] == [1, 2], forwards
+        # 4 rows in the first round: the shared instructions (1 row), then the 2 distinct prompts
+        assert prefilled[0] == 4 and forwards[:2] == [1, 2], forwards
     assert turns[4] == turns[None] and len(turns[4]) == 4
     assert len({tuple(v) for v in turns[4].values()}) == 4  # the samples differ
 
@@ -472,3 +484,55 @@ def test_openai_rollout_on_a_real_server(llama_server):
             if step.action != "none":  # a parsed action ends at its (restored) closing tag
                 assert step.text.endswith(f"</{step.action}>")
     llm.close()
+
+
+def test_prefill_groups_run_a_joining_prompt_alone_and_split_a_spread_batch():
+    from swirl_lite.backends.hf import prefill_groups
+
+    # 13 rows continue (a ~20-token tool result each), 3 new trajectories join with whole prompts:
+    # the 3 run first, longest together, so the call feeds ~20 positions a row instead of 450
+    joined = prefill_groups([20] * 13 + [450, 430, 400], rows=16, overhead=256)
+    assert joined == [[13, 14, 15]]
+    # similar new parts: one pass does it all, nothing runs first
+    assert prefill_groups([20, 22, 21, 19], rows=4, overhead=32) == []
+    # a first call of fresh prompts spread from 284 to 502 tokens: runs of similar length, every
+    # prompt once, longest first
+    spread = [284 + 14 * i for i in range(16)]
+    groups = prefill_groups(spread, rows=16, overhead=32)
+    assert sorted(i for g in groups for i in g) == list(range(16)) and len(groups) > 1
+    assert all(min(spread[i] for i in a) >= max(spread[i] for i in b) for a, b in zip(groups, groups[1:], strict=False))
+    cost = sum(len(g) * max(spread[i] for i in g) + 32 for g in groups) + 16
+    assert cost < 16 * max(spread)
+    # a question's two samples share one prompt: prefilling it once serves both rows
+    assert prefill_groups([300, 5], rows=3, overhead=32) == [[0]]
+    assert prefill_groups([], rows=4, overhead=32) == []
+
+
+def test_prefilled_rows_that_share_a_prefix_all_reach_the_call_cached(tiny_model_dir):
+    """Two prompts share a long prefix beyond the instructions (as questions sharing a
+    demonstration do) and are prefilled in different groups: the second group builds on the
+    first's stored row without taking it away, so the call finds every row cached but its last
+    token, and the turns are those of a call with nothing prefilled (float64)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from swirl_lite.backends import Turn
+    from swirl_lite.backends.hf import HFLLM
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float64).eval()
+    system = {"role": "system", "content": "Solve the problem step by step with the calculator tool. " * 4}
+    demo = "A farmer has 12 cows and buys 7 more, then sells 3 of them at the market. " * 3
+    convs = [[system, {"role": "user", "content": demo + "How many cows now? " * k}] for k in (12, 1)]
+    convs.append([system, {"role": "user", "content": "What is 3 + 4?"}])
+    params = SamplingParams(temperature=0.0, max_new_tokens=6, stop=())
+    texts = {}
+    for cost in (0, 10**9):
+        llm = HFLLM(model, tok)
+        llm.FORWARD_COST_CPU = llm.FORWARD_COST = cost
+        out = llm.advance([Turn(c, seed=i) for i, c in enumerate(convs)], params)
+        texts[cost] = [o.text for o in out]
+        lengths = [len(llm.prompt_ids(c)) for c in convs]
+        if cost == 0:
+            assert llm.last_cached == [n - 1 for n in lengths]  # every row cached but its last token
+    assert texts[0] == texts[10**9]

@@ -89,6 +89,7 @@ def test_bench_rollout_compares_lockstep_plain_generate_and_a_server(tmp_path, t
     assert result.exit_code == 0, result.output
     numbers = json.loads(out.read_text())
     assert numbers["identical_to_lockstep"] == 3 and numbers["lockstep_batch_3"]["trajectories"] == 3
+    assert numbers["whole_turns_identical_to_lockstep"] == 3 and numbers["whole_turns_vs_lockstep"] > 0
     assert numbers["plain_generate"]["tokens"] == 3 * 5 and numbers["plain_generate"]["tokens_per_s"] > 0
     server = numbers["openai"]
     assert server["streams"]["trajectories"] == server["lockstep"]["trajectories"] == 3

@@ -30,6 +30,7 @@ unsloth-patched models) turns caching off; so does `prefix_cache=False`.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -169,6 +170,33 @@ def _common_prefix(rows: Sequence[Sequence[int]]) -> int:
     return n
 
 
+def prefill_groups(lengths: Sequence[int], rows: int, overhead: int) -> list[list[int]]:
+    """Which prompts to run through the model before a batched call of `rows` rows, and in which
+    groups (one forward pass each): indices into `lengths`, each prompt's tokens in no cache.
+
+    The call lays every row out to its longest new part, so it runs `rows` x max(lengths) positions.
+    A group run first costs its size x its longest (+ `overhead`, a pass's fixed cost in tokens) and
+    leaves its prompts one token for the call. Sorted longest first, the prompts run first are the
+    k longest, cut into runs of neighbours; the k and the cuts that run the fewest positions come from
+    a dynamic program over k (O(n^2), n the distinct prompts of a batch). [] where nothing saves.
+    Hand-written: transformers' and TRL's generate pad a batch to its longest prompt, and vLLM's
+    scheduler (which does this, and more) is another engine."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    n = [lengths[i] for i in order]
+    best, cut = [0.0] + [math.inf] * len(n), [0] * (len(n) + 1)  # best[k]: the k longest, grouped
+    for k in range(1, len(n) + 1):
+        for j in range(k):
+            cost = best[j] + (k - j) * n[j] + overhead
+            if cost < best[k]:
+                best[k], cut[k] = cost, j
+    k = min(range(len(n) + 1), key=lambda k: best[k] + rows * (n[k] if k < len(n) else 1))
+    groups = []
+    while k:
+        groups.append([order[i] for i in range(cut[k], k)])
+        k = cut[k]
+    return groups[::-1]
+
+
 class RowCache:
     """Each conversation's own KV cache from the last call: (token ids, per-layer (keys, values))."""
 
@@ -198,13 +226,14 @@ def cache_layers(cache: Any) -> list[tuple[Any, Any]]:
 
 
 def left_padded_cache(config: Any, rows: list[list[tuple[Any, Any]] | None], lengths: list[int], room: int,
-                      consume: bool = False) -> Any:
+                      consume: bool | set[int] = False) -> Any:
     """A DynamicCache of len(rows) rows, row i holding the first lengths[i] positions of its own
     (batch-1) layers right-aligned after zeros, which the attention mask hides (None: no positions).
     Each layer has `room` more positions preallocated for the tokens generation appends.
 
-    With `consume`, each source layer is dropped from its row's list once copied (the caller owns
-    the lists), so building the batch never holds two whole copies of every row's keys/values:
+    With `consume` (True, or the ids of the lists it applies to), each source layer is dropped from
+    its row's list once copied (the caller owns the lists), so building the batch never holds two
+    whole copies of every row's keys/values:
     at batch 48 of ~1,000-token rows a copy is ~2 GB of the embedded model's fp32 cache."""
     cache = plain_cache(config)
     depth = max(lengths)
@@ -222,7 +251,8 @@ def left_padded_cache(config: Any, rows: list[list[tuple[Any, Any]] | None], len
         cache.layers[layer] = _PreallocatedLayer(keys, values, depth)
         if consume:
             for row in sources:
-                row[layer] = None
+                if consume is True or id(row) in consume:
+                    row[layer] = None
             trim(k0.device)  # else glibc may keep the freed rows resident (memory.trim)
     return cache
 
@@ -296,6 +326,11 @@ class HFLLM:
     # the first call of a quickstart evaluation feeds 48 rows x ~505 tokens, whose activations
     # added ~0.7 GB at once.
     PREFILL_CHUNK = 128
+    # A forward pass's fixed cost, in prompt tokens (`prefill_groups`): on 2 CPU cores one pass of
+    # the embedded model costs what ~10-20 tokens of prefill do; on a GPU a pass of a 1B model is
+    # launch-bound at tens of ms, a few hundred tokens' worth (estimated, not measured).
+    FORWARD_COST_CPU = 32
+    FORWARD_COST = 256
 
     def __init__(self, model: Any, tokenizer: Any, max_context: int = 4096, prefix_cache: bool = True,
                  chunk_tokens: int | None = None):
@@ -360,7 +395,7 @@ class HFLLM:
         chunk = self.chunk_tokens if self.prefix is not None else None
         piece = left if len(live) == 1 else min(chunk or left, left)
         prompts = [st.ids + st.generated for st in states]
-        if piece < left:  # rounds: new parts go through the model first, each row on its own
+        if len(live) > 1:
             self._prefill(prompts)
         new = self._decode(prompts, params, piece, [st.generator for st in states])
         for i, st, ids in zip(live, states, new, strict=True):
@@ -442,25 +477,38 @@ class HFLLM:
                            **with_cache(self.model, kv))
 
     def _prefill(self, prompts: list[list[int]]) -> None:
-        """Before a round of continuous batching: the rows with more than one token not in a cache
-        (a new trajectory's question, a tool result) run alone through the model, batched among
-        themselves (identical ones once), and keep their caches; then every row of the round's
-        `generate` feeds one token and nobody is padded to the widest new part."""
-        need = [i for i, p in enumerate(prompts) if len(p) - 1 - self.rows.lookup(p)[0] > 1]
-        if self.prefix is None or not need:
+        """Before a batched call: prompts with many tokens in no cache (a trajectory joining the
+        batch: its demonstrations and question, ~400 tokens beside the others' ~20-token tool
+        results) run through the model first, in groups of similar length (identical prompts once: a
+        question's samples), and keep their caches in the row cache. The call pads every row to
+        its longest new part, so without this one joining row makes every row of the batch run
+        its whole prompt. `prefill_groups` picks the groups, or none where they save nothing."""
+        if self.prefix is None:
             return
-        # A question's samples join with the same prompt: it goes through the model once, and
-        # each sample finds it in the row cache.
-        sub = [list(p) for p in dict.fromkeys(tuple(prompts[i][:-1]) for i in need)]
-        if len(sub) == len(prompts):  # every row new and distinct: the round's generate prefills them as well
-            return
-        cached, kv = self._cached_prefixes(sub, 0, clear_on_miss=False)
-        if kv is None:
-            return
-        depth, width, ids, mask = self._layout(sub, cached)
-        self._feed(kv, ids, mask, depth + width)  # the cache holds the first `depth` columns
-        spans = [self._row_index(depth, c, depth + width - (len(p) - c), depth + width) for p, c in zip(sub, cached, strict=True)]
-        self.rows.entries += list(zip(sub, split_rows(kv, spans), strict=True))
+        shared = min(_common_prefix(prompts), min(len(p) for p in prompts) - 1)
+        floor = shared if shared >= self.MIN_PREFIX else 0
+        sub = [list(p) for p in dict.fromkeys(tuple(p[:-1]) for p in prompts)]
+        new = [len(p) - max(self.rows.lookup(p)[0], floor) for p in sub]
+        sub, new = [p for p, n in zip(sub, new, strict=True) if n > 1], [n for n in new if n > 1]
+        device = self.model.device
+        overhead = self.FORWARD_COST_CPU if device.type == "cpu" else self.FORWARD_COST
+        chunk = self.PREFILL_CHUNK if device.type == "cpu" else None
+        for group in prefill_groups(new, len(prompts), overhead):
+            part = [sub[i] for i in group]
+            # A continuing row's own stored cache (a prefix of its prompt) moves into the group's,
+            # replaced below by the longer one, so no row is held twice; a stored row that only
+            # shares a prefix (a demonstration two questions share) stays, it is another's.
+            own = {id(layers) for ids, layers in self.rows.entries
+                   if any(len(ids) < len(p) and p[: len(ids)] == ids for p in part)}
+            cached, kv = self._cached_prefixes(part, 0, clear_on_miss=False, consume=own, most_shared=floor)
+            self.rows.replace([(ids, layers) for ids, layers in self.rows.entries if layers[0] is not None])
+            if kv is None:  # nothing cached to build on (no shared instructions): the call feeds them
+                return
+            depth, width, ids, mask = self._layout(part, cached)
+            self._feed(kv, ids, mask, depth + width, chunk)  # the cache holds the first `depth` columns
+            spans = [self._row_index(depth, c, depth + width - (len(p) - c), depth + width)
+                     for p, c in zip(part, cached, strict=True)]
+            self.rows.entries += list(zip(part, split_rows(kv, spans), strict=True))
 
     def _layout(self, prompts: list[list[int]], cached: list[int]) -> tuple[int, int, Any, Any]:
         """(depth, width, input ids, attention mask) of a batch laid out as [padding][cached
@@ -486,18 +534,21 @@ class HFLLM:
 
         return torch.tensor([*range(depth - cached, depth), *range(start, stop)], device=self.model.device)
 
-    def _cached_prefixes(self, prompts: list[list[int]], max_new_tokens: int,
-                         clear_on_miss: bool = True, consume: bool = False) -> tuple[list[int], Any]:
+    def _cached_prefixes(self, prompts: list[list[int]], max_new_tokens: int, clear_on_miss: bool = True,
+                         consume: bool | set[int] = False, most_shared: int | None = None) -> tuple[list[int], Any]:
         """Per row, how many leading tokens come from a cache, and the batch KV cache holding them
         left-padded to the longest ((all 0s, None) when caching is off or saves nothing). With
-        `consume` the stored rows are emptied as they are copied in (the caller clears them next)."""
+        `consume` the stored rows (True: all; else those whose layer lists have these ids) are emptied
+        as they are copied in (the caller drops them next).
+        `most_shared` caps the prefix taken from the prefix cache (whose tokens beyond what it
+        holds would run through the model again, instead of coming from a row's own cache)."""
         none = [0] * len(prompts), None
         if self.prefix is None:
             return none
         import torch
 
         # at least one new token per row: generation needs a fresh last position
-        shared = min(_common_prefix(prompts), min(len(p) for p in prompts) - 1)
+        shared = min(_common_prefix(prompts), min(len(p) for p in prompts) - 1, math.inf if most_shared is None else most_shared)
         own = [self.rows.lookup(p) for p in prompts]
         use_shared = shared >= self.MIN_PREFIX
         cached = [n if n > shared and n >= self.MIN_PREFIX else shared if use_shared else 0 for n, _ in own]

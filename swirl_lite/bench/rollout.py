@@ -1,8 +1,11 @@
 """`swirl-lite bench rollout`: the same questions through the rollout engine at batch 1 and batch B.
 
 Runs, on one model loaded once, with the same questions, prompts, step cap, sampling and
-per-trajectory seeds: batch 1; batch B in lockstep (every round finishes every turn: the baseline);
-batch B with the backend's continuous batching (`rollout`); and plain `model.generate` on the
+per-trajectory seeds: batch 1; batch B in lockstep (every round finishes every turn, every row
+padded to the widest new part: the baseline); on hf, batch B in whole turns through the backend's
+`advance` (the pipeline's default: a trajectory joining the batch is prefilled before the round,
+which shows with more `--questions` than `--batch`); batch B with the backend's continuous batching
+(`rollout`, rounds of `chunk_tokens` on hf); and plain `model.generate` on the
 first-step prompts, B at a time (hf). The bench checks that the rollouts produced the same turns
 (they do up to float noise of batched matmuls) and prints completion tokens/s, trajectories/s and
 the ratios. `--compare-openai URL` runs the same rollouts through an OpenAI-compatible server
@@ -77,7 +80,11 @@ def run_bench(
         return {"engine": label, **_timed(engine, task, tools, examples, size, steps, params, demos)}
 
     runs = [timed(llm, 1, "batch 1"), timed(Lockstep(llm), batch, f"batch {batch}, lockstep")]
-    if hasattr(llm, "chunk_tokens"):  # hf: the continuous run uses `chunk_tokens` per round
+    whole = None
+    if hasattr(llm, "chunk_tokens"):  # hf: whole turns through `advance`, then `chunk_tokens` per round
+        llm.chunk_tokens = None
+        whole = timed(llm, batch, f"batch {batch}, whole turns")
+        runs.append(whole)
         llm.chunk_tokens = chunk_tokens or None
     runs.append(timed(llm, batch, f"batch {batch}, rounds"))
     reused = getattr(llm, "reused_tokens", 0)  # prompt tokens the hf backend took from its caches
@@ -93,7 +100,7 @@ def run_bench(
                      timed(server, batch, f"server b{batch} streams")]
         finally:
             server.close()
-    one, lock, many = runs[:3]
+    one, lock, many = runs[0], runs[1], runs[3 if whole else 2]
     same = sum(one["turns"][k] == many["turns"].get(k) for k in one["turns"])
     same_lock = sum(lock["turns"][k] == many["turns"].get(k) for k in lock["turns"])
 
@@ -113,6 +120,11 @@ def run_bench(
                   f"[bold]{ratio(many, lock):.2f}x[/]; identical trajectories: {same}/{len(one['turns'])} "
                   f"(vs batch 1), {same_lock}/{len(lock['turns'])} (vs lockstep); KV reuse: "
                   f"{'yes' if reused else 'no'} ({reused} prompt tokens)")
+    if whole:
+        console.print(f"whole turns / lockstep: [bold]{ratio(whole, lock):.2f}x[/] tokens/s (joining rows "
+                      f"prefilled before the round; with more questions than the batch), identical "
+                      f"trajectories: {sum(lock['turns'][k] == whole['turns'].get(k) for k in lock['turns'])}"
+                      f"/{len(lock['turns'])}")
     def strip(r: dict) -> dict:
         return {k: v for k, v in r.items() if k != "turns"}
 
@@ -124,6 +136,11 @@ def run_bench(
         "identical_trajectories": same, "identical_to_lockstep": same_lock,
         "kv_reuse": reused > 0, "reused_prompt_tokens": reused, "plain_generate": plain,
     }
+    if whole:
+        result[f"whole_turns_batch_{batch}"] = strip(whole)
+        result["whole_turns_vs_lockstep"] = ratio(whole, lock)
+        result["whole_turns_identical_to_lockstep"] = sum(lock["turns"][k] == whole["turns"].get(k)
+                                                          for k in lock["turns"])
     if compare_openai:
         streams = runs[-1]
         result["openai"] = {"url": compare_openai, "lockstep": strip(runs[-2]), "streams": strip(streams),
@@ -190,6 +207,8 @@ def _timed(llm, task, tools, examples, batch: int, steps: int, params, demos: in
 
     jobs = [(ex, 0) for ex in examples]
     trajs = []
+    if hasattr(llm, "rows"):  # no run starts from the caches of the run before
+        llm.rows.clear()
     with progress() as bar:
         handle = bar.add_task(f"batch {batch}", total=len(jobs))
         start = time.perf_counter()
