@@ -485,10 +485,10 @@ class HFLLM:
         its whole prompt. `prefill_groups` picks the groups, or none where they save nothing."""
         if self.prefix is None:
             return
-        shared = min(_common_prefix(prompts), min(len(p) for p in prompts) - 1)
-        floor = shared if shared >= self.MIN_PREFIX else 0
         sub = [list(p) for p in dict.fromkeys(tuple(p[:-1]) for p in prompts)]
-        new = [len(p) - max(self.rows.lookup(p)[0], floor) for p in sub]
+        shared, _, cached = self._cache_sources(sub)
+        floor = shared if shared >= self.MIN_PREFIX else 0
+        new = [len(p) - c for p, c in zip(sub, cached, strict=True)]
         sub, new = [p for p, n in zip(sub, new, strict=True) if n > 1], [n for n in new if n > 1]
         device = self.model.device
         overhead = self.FORWARD_COST_CPU if device.type == "cpu" else self.FORWARD_COST
@@ -501,7 +501,8 @@ class HFLLM:
             own = {id(layers) for ids, layers in self.rows.entries
                    if any(len(ids) < len(p) and p[: len(ids)] == ids for p in part)}
             cached, kv = self._cached_prefixes(part, 0, clear_on_miss=False, consume=own, most_shared=floor)
-            self.rows.replace([(ids, layers) for ids, layers in self.rows.entries if layers[0] is not None])
+            if own:
+                self.rows.replace([(ids, layers) for ids, layers in self.rows.entries if layers[0] is not None])
             if kv is None:  # nothing cached to build on (no shared instructions): the call feeds them
                 return
             depth, width, ids, mask = self._layout(part, cached)
@@ -534,6 +535,19 @@ class HFLLM:
 
         return torch.tensor([*range(depth - cached, depth), *range(start, stop)], device=self.model.device)
 
+    def _cache_sources(self, prompts: list[list[int]], most_shared: int | None = None,
+                       ) -> tuple[int, list[tuple[int, Any]], list[int]]:
+        """(the prefix all rows share, each row's best stored row as `RowCache.lookup` gives it, and
+        how many leading tokens of each row a cache holds: its stored row's where longer, else the
+        shared prefix, when that is worth a copy), at most `most_shared` from the prefix cache."""
+        # at least one new token per row: generation needs a fresh last position
+        shared = min(_common_prefix(prompts), min(len(p) for p in prompts) - 1,
+                     math.inf if most_shared is None else most_shared)
+        own = [self.rows.lookup(p) for p in prompts]
+        use_shared = shared >= self.MIN_PREFIX
+        cached = [n if n > shared and n >= self.MIN_PREFIX else shared if use_shared else 0 for n, _ in own]
+        return shared, own, cached
+
     def _cached_prefixes(self, prompts: list[list[int]], max_new_tokens: int, clear_on_miss: bool = True,
                          consume: bool | set[int] = False, most_shared: int | None = None) -> tuple[list[int], Any]:
         """Per row, how many leading tokens come from a cache, and the batch KV cache holding them
@@ -547,12 +561,8 @@ class HFLLM:
             return none
         import torch
 
-        # at least one new token per row: generation needs a fresh last position
-        shared = min(_common_prefix(prompts), min(len(p) for p in prompts) - 1, math.inf if most_shared is None else most_shared)
-        own = [self.rows.lookup(p) for p in prompts]
-        use_shared = shared >= self.MIN_PREFIX
-        cached = [n if n > shared and n >= self.MIN_PREFIX else shared if use_shared else 0 for n, _ in own]
-        from_prefix = [use_shared and c == shared for c in cached]
+        shared, own, cached = self._cache_sources(prompts, most_shared)
+        from_prefix = [shared >= self.MIN_PREFIX and c == shared for c in cached]
         width = max(len(p) - c for p, c in zip(prompts, cached, strict=True))
         if self.sliding:
             # No padding hole inside a row: the window counts cache positions, holes included. Every

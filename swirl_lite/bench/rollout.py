@@ -121,10 +121,10 @@ def run_bench(
                   f"(vs batch 1), {same_lock}/{len(lock['turns'])} (vs lockstep); KV reuse: "
                   f"{'yes' if reused else 'no'} ({reused} prompt tokens)")
     if whole:
+        same_whole = sum(lock["turns"][k] == whole["turns"].get(k) for k in lock["turns"])
         console.print(f"whole turns / lockstep: [bold]{ratio(whole, lock):.2f}x[/] tokens/s (joining rows "
                       f"prefilled before the round; with more questions than the batch), identical "
-                      f"trajectories: {sum(lock['turns'][k] == whole['turns'].get(k) for k in lock['turns'])}"
-                      f"/{len(lock['turns'])}")
+                      f"trajectories: {same_whole}/{len(lock['turns'])}")
     def strip(r: dict) -> dict:
         return {k: v for k, v in r.items() if k != "turns"}
 
@@ -139,8 +139,7 @@ def run_bench(
     if whole:
         result[f"whole_turns_batch_{batch}"] = strip(whole)
         result["whole_turns_vs_lockstep"] = ratio(whole, lock)
-        result["whole_turns_identical_to_lockstep"] = sum(lock["turns"][k] == whole["turns"].get(k)
-                                                          for k in lock["turns"])
+        result["whole_turns_identical_to_lockstep"] = same_whole
     if compare_openai:
         streams = runs[-1]
         result["openai"] = {"url": compare_openai, "lockstep": strip(runs[-2]), "streams": strip(streams),
