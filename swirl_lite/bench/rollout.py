@@ -101,8 +101,11 @@ def run_bench(
         finally:
             server.close()
     one, lock, many = runs[0], runs[1], runs[3 if whole else 2]
-    same = sum(one["turns"][k] == many["turns"].get(k) for k in one["turns"])
-    same_lock = sum(lock["turns"][k] == many["turns"].get(k) for k in lock["turns"])
+    def identical(a: dict, b: dict) -> int:
+        """How many of run `a`'s trajectories run `b` produced step for step."""
+        return sum(a["turns"][k] == b["turns"].get(k) for k in a["turns"])
+
+    same, same_lock = identical(one, many), identical(lock, many)
 
     def ratio(a: dict, b: dict) -> float:
         return round(a["tokens_per_s"] / b["tokens_per_s"], 3) if b["tokens_per_s"] else float("nan")
@@ -121,7 +124,7 @@ def run_bench(
                   f"(vs batch 1), {same_lock}/{len(lock['turns'])} (vs lockstep); KV reuse: "
                   f"{'yes' if reused else 'no'} ({reused} prompt tokens)")
     if whole:
-        same_whole = sum(lock["turns"][k] == whole["turns"].get(k) for k in lock["turns"])
+        same_whole = identical(lock, whole)
         console.print(f"whole turns / lockstep: [bold]{ratio(whole, lock):.2f}x[/] tokens/s (joining rows "
                       f"prefilled before the round; with more questions than the batch), identical "
                       f"trajectories: {same_whole}/{len(lock['turns'])}")
