@@ -147,16 +147,24 @@ def test_a_rerun_reproduces_and_another_seed_differs(tmp_path, tiny_model_dir):
 
 
 class PartlySettledScorer(VaryingScorer):
-    """Every action at the states of q0 and q2 scores 1.0 (a settled group: advantage 0); from the
-    second step on, every action of every state does (a batch with nothing to learn)."""
+    """Every action at the states of q0 and q2 scores `tied` (a settled group: advantage 0); from the
+    second step on, every action of every state does (a batch with nothing to learn). 0.2 (the format
+    credit) is a tie whose float32 group mean is not exact (`shared_prompt.untie`)."""
+
+    def __init__(self, tied: float = 1.0):
+        super().__init__()
+        self.tied = tied
 
     def score(self, subs: list[SubTrajectory]) -> list[Verdict]:
         varying = super().score(subs)
-        return [Verdict(s.id, self.identity, "GOOD", 1.0) if s.question_id in ("q0", "q2") or self.calls > 1 else v
+        return [Verdict(s.id, self.identity, "GOOD" if self.tied >= 0.5 else "BAD", self.tied)
+                if s.question_id in ("q0", "q2") or self.calls > 1 else v
                 for s, v in zip(subs, varying, strict=True)]
 
 
-def test_settled_states_skip_their_backward_with_the_same_update(tmp_path, tiny_model_dir, monkeypatch):
+@pytest.mark.parametrize(("tied", "group", "expected"), [(1.0, 2, [2, 4, 4]), (0.2, 8, [8, 16, 16])])
+def test_settled_states_skip_their_backward_with_the_same_update(tmp_path, tiny_model_dir, monkeypatch, tied,
+                                                                 group, expected):
     """A state whose actions all scored the same runs its loss forward without autograd; the
     adapter after the step is the one the full backward pass gives (it adds exactly zero)."""
     from safetensors.torch import load_file
@@ -179,15 +187,17 @@ def test_settled_states_skip_their_backward_with_the_same_update(tmp_path, tiny_
         monkeypatch.setattr(trainer_class, "skip_settled", skip)
         monkeypatch.setattr(rl, "shared_prompt_trainer", lambda: trainer_class)
         frozen_groups.clear()
-        recipe, run = make_run(tmp_path / name, tiny_model_dir, max_steps=3, beta=0.0)  # no KL term
-        summary = train(recipe, run, scorer=PartlySettledScorer())
+        recipe, run = make_run(tmp_path / name, tiny_model_dir, max_steps=3, beta=0.0,  # no KL term
+                               num_generations=group, per_device_batch_size=2 * group)
+        summary = train(recipe, run, scorer=PartlySettledScorer(tied))
         assert summary["shared_states"] is True
         return load_file(str(run / "train" / "adapter" / "adapter_model.safetensors")), list(frozen_groups)
 
     skipped, frozen = once("skip", True)
     full, frozen_off = once("full", False)
-    # step 1: q0's or q2's 2 actions (the other is in step 2); steps 2 and 3: all 4 rows settled
-    assert frozen == [2, 4, 4] and not frozen_off
+    # step 1: q0's or q2's actions (the other is in step 2); steps 2 and 3: every row settled.
+    # Eight ties of 0.2 leave TRL a float32 mean off by ~1e-8: settled only after `untie`.
+    assert frozen == expected and not frozen_off
     assert skipped.keys() == full.keys()
     for key in full:
         assert torch_equal(skipped[key], full[key]), key
@@ -531,3 +541,21 @@ def test_sampling_writes_each_token_into_a_preallocated_cache(tiny_model_dir):
         layer.update(torch.ones_like(layer.keys[:, :, :1]), torch.ones_like(layer.values[:, :, :1]))
     assert layer.keys.data_ptr() == keys.data_ptr()  # written in place, not concatenated
     assert torch.equal(layer.keys[:, :, :20], before) and torch.equal(layer.keys[:, :, 20], torch.ones_like(before[:, :, 0]))
+
+
+def test_untie_zeroes_only_groups_whose_actions_all_scored_the_same():
+    """TRL's advantages for one tied group of 0.2s and one live group, computed its way (float32
+    group mean and std, / (std + 1e-4)): the tied group becomes exactly 0, the live one is untouched."""
+    import torch
+    from trl.trainer.utils import nanstd
+
+    from swirl_lite.training.shared_prompt import untie
+
+    rewards = torch.tensor([0.2] * 8 + [0.0, 1.0, 0.2, 1.0, 0.0, 0.0, 1.0, 0.2, 1.0] + [1.0] * 7)
+    groups = rewards.view(-1, 8)
+    mean = torch.nanmean(groups, dim=1, keepdim=True)
+    advantages = ((groups - mean) / (nanstd(groups, dim=1).unsqueeze(1) + 1e-4)).view(-1)
+    assert bool((advantages[:8] != 0).all())  # the tie TRL leaves: about -1.5e-4 a row
+    out = untie(advantages, 8)
+    assert torch.equal(out[:8], torch.zeros(8)) and torch.equal(out[16:], torch.zeros(8))
+    assert torch.equal(out[8:16], advantages[8:16]) and bool((out[8:16] != 0).all())

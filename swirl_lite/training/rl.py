@@ -103,6 +103,12 @@ def shared_prompt_trainer():
         skip_settled = True
         _settled = None  # per row of the batch in _compute_loss
 
+        def _generate_and_score_completions(self, inputs):
+            out = super()._generate_and_score_completions(inputs)
+            if self.model.training:  # before TRL shuffles the rows: a state's G actions are contiguous
+                out["advantages"] = shared_prompt.untie(out["advantages"], self.num_generations)
+            return out
+
         def _compute_loss(self, model, inputs):
             if self.skip_settled and model.training:
                 self._settled = shared_prompt.settled_rows(inputs["advantages"], self.beta)

@@ -236,6 +236,21 @@ def settled_rows(advantages, beta: float):
     return (advantages == 0).reshape(advantages.size(0), -1).all(-1)
 
 
+def untie(advantages, group_size: int):
+    """`advantages` (one row per action, a state's G actions contiguous, as TRL computes them) with
+    every group whose actions all scored the same set to exactly 0.
+
+    TRL subtracts the group's float32 mean: eight rewards of 0.2 sum to 1.6000001, which leaves each
+    row about -1.5e-8, divided by (std + 1e-4) into about -1.5e-4. Such a group teaches nothing (a
+    live group's advantages are near +-1) yet was not settled (`settled_rows`), so it paid for a
+    backward pass (measured: 2 of 12 quickstart steps in one seed). Tied rewards give identical
+    advantages, and identical mean-centred values are 0 in exact arithmetic; a group with two
+    different rewards never has identical advantages, so live groups are untouched."""
+    rows = advantages.view(-1, group_size)
+    tied = (rows == rows[:, :1]).all(dim=1, keepdim=True)
+    return rows.masked_fill(tied, 0.0).view_as(advantages)
+
+
 def generate(model, original, input_ids, attention_mask, groups: list[list[int]] | None = None, **kwargs) -> Any:
     """`original(input_ids=..., attention_mask=..., **kwargs)` with one prefill per distinct prompt.
 
