@@ -208,6 +208,10 @@ class TrainConfig(Section):
         False, description="swirl: also train on each question's gold solved state (its gold tool calls "
         "done, only the answer left); the task must give gold solutions (multihop, arithmetic).",
     )
+    gold_states: bool = Field(
+        False, description="swirl: also train on every state along each question's gold solution after "
+        "its first tool call (the solved state among them); the task must give gold solutions.",
+    )
     save_steps: int = Field(50, ge=1, description="Checkpoint every N steps (resume unit).")
     logging_steps: int = Field(
         1, ge=1, description="Log metrics every N steps (1: the report plots every step's reward)."
@@ -304,9 +308,10 @@ class Recipe(Section):
                 f"'state' needs the judge's step verdicts (strategy process or process+outcome); "
                 f"{self.filter.strategy!r} keeps whole trajectories: set filter.unit: trajectory",
             ))
-        if self.train.solved_states and self.train.method != "swirl":
-            problems.append(("train.solved_states", "adds RL states, whose gold answers SFT would imitate: "
-                             "set train.method: swirl or remove it"))
+        for name in ("solved_states", "gold_states"):
+            if getattr(self.train, name) and self.train.method != "swirl":
+                problems.append((f"train.{name}", "adds RL states, whose gold actions SFT would imitate: "
+                                 "set train.method: swirl or remove it"))
         for task in self.eval.task_paths:
             if task == self.data.task:
                 problems.append((f"eval.task_paths.{task}", "is the training task: set eval.path instead"))

@@ -273,6 +273,15 @@ def test_solved_states_are_each_questions_gold_state_before_its_answer():
                  for text in (f"<answer>{ex.answer}</answer>", "<answer>Nowhere</answer>",
                               f"<search_query>{hops[0]['query']}</search_query>")]
         assert [v.score for v in scorer.score(fresh)] == [1.0, 0.2, 0.0]  # only answering pays here
+    # train.gold_states: every gold state after the first tool call, each with its gold next action
+    every = TrainRows([row(examples[0], 0), row(examples[1], 0)])
+    added = add_solved_states(every, t, every_step=True)
+    expected = [sub for ex in examples[:2] for sub in gold_subs(ex, t)[1:]]
+    assert added == len(expected) == len(every.rows) - 2 and added > 2 * 1  # more than the solved states
+    for got, want in zip(every.rows[2:], expected, strict=True):
+        sub = SubTrajectory.from_dict(json.loads(got["sub"]))
+        assert got["prompt"] == want.prompt and got["completion"] == want.completion
+        assert sub.step == want.step and f"<{sub.kind}>" in want.completion[0]["content"]
     none = TrainRows([row(examples[0], 0)])
     assert add_solved_states(none, None) == 0  # no task (or no gold solutions): a counted skip
     assert none.skipped == {"no gold solution (train.solved_states)": 1} and len(none.rows) == 1
@@ -280,3 +289,5 @@ def test_solved_states_are_each_questions_gold_state_before_its_answer():
 
     with pytest.raises(RecipeError, match="train.solved_states"):  # SFT would imitate the gold answers
         build_recipe({"train": {"method": "sft", "solved_states": True}})
+    with pytest.raises(RecipeError, match="train.gold_states"):
+        build_recipe({"train": {"method": "sft", "gold_states": True}})

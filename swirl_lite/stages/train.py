@@ -20,7 +20,8 @@ with a KL penalty towards the initial model). Here that is TRL's GRPOTrainer (se
   adapter is zero, so this is the base model; TRL keeps a frozen copy named "ref"); the judge is,
   by default, the same base weights with the adapter switched off, so no second model is loaded;
   `train.solved_states` adds each question's gold state with only the answer left to the filtered
-  states (`training/data.py::add_solved_states`: why, and what it measured).
+  states (`training/data.py::add_solved_states`: why, and what it measured); `train.gold_states`
+  every state along the gold solution after its first tool call.
 The paper gives no learning rate, batch size, step count or KL weight; ours are in TrainConfig.
 
 `train.method: sft` is the paper's comparison point: TRL's SFTTrainer on (state -> kept action),
@@ -78,7 +79,8 @@ def train(recipe: Recipe, run_dir: RunDir, scorer=None) -> dict:
         from swirl_lite.judges import tools_for_run
 
         task, tools = tools_for_run(recipe)  # the tools generate gave the policy: their tags, their index
-        solved = add_solved_states(data, task) if recipe.train.solved_states else 0
+        gold = recipe.train.gold_states
+        solved = add_solved_states(data, task, every_step=gold) if recipe.train.solved_states or gold else 0
     data = measure(data, loaded.tokenizer, recipe.train.max_prompt_length)
 
     if method == "swirl":
@@ -107,8 +109,8 @@ def train(recipe: Recipe, run_dir: RunDir, scorer=None) -> dict:
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
 
     summary = _summary(recipe, trainer, data, resume, getattr(scorer, "identity", None), started)
-    if method == "swirl" and recipe.train.solved_states:
-        summary["solved_states"] = solved
+    if method == "swirl" and (recipe.train.solved_states or recipe.train.gold_states):
+        summary["gold_states" if recipe.train.gold_states else "solved_states"] = solved
     summary["train_seconds"] = round(time.time() - train_started, 2)
     if trainer.accelerator.is_main_process:
         save_adapter(trainer.model, out / "adapter")

@@ -70,9 +70,11 @@ def read_states(folder: str | Path, good_actions_above: float | None = None) -> 
     return out
 
 
-def add_solved_states(data: TrainRows, task) -> int:
+def add_solved_states(data: TrainRows, task, every_step: bool = False) -> int:
     """`train.solved_states`: for every question among the rows, the state after its gold
     solution's tool calls, where only the answer is left; returns how many were added.
+    `every_step` (`train.gold_states`): every state along the gold solution after its first tool
+    call, each with the gold solution's next action, the solved state last.
 
     Departure from the paper (its RL states are the filtered trajectories' only). A small policy's
     own trajectories rarely reach the solved state: in learn-cpu-search 24 of 279 states had every
@@ -98,18 +100,20 @@ def add_solved_states(data: TrainRows, task) -> int:
         example = Example(qid, str(meta.get("question", "")), str(sub.gold), list(meta.get("aliases") or []), meta)
         gold = task.gold_solution(example) if hasattr(task, "gold_solution") else None
         if gold is None or len(gold.steps) < 2 or gold.steps[-1].tag != "answer":
-            data.skip("no gold solution (train.solved_states)")
+            data.skip(f"no gold solution (train.{'gold' if every_step else 'solved'}_states)")
             continue
         prompt_len = int(meta.get("prompt_len") or len(sub.prompt))
-        state = [dict(m) for m in sub.prompt[:prompt_len]] + demo_messages(replace(gold, steps=gold.steps[:-1]))
-        completion = [{"role": "assistant", "content": action_text(gold.steps[-1])}]
-        solved = SubTrajectory(
-            id=f"{qid}#gold/{len(gold.steps) - 1}", trajectory_id=f"{qid}#gold", question_id=qid,
-            step=len(gold.steps) - 1, kind="answer", prompt=state, completion=completion, task=sub.task,
-            outcome=True, gold=sub.gold, meta=meta,
-        )
-        data.rows.append({"prompt": state, "completion": completion, "sub": json.dumps(to_dict(solved))})
-        added += 1
+        last = len(gold.steps) - 1  # the solved state: every tool call done
+        for step in range(1, last + 1) if every_step else (last,):
+            state = [dict(m) for m in sub.prompt[:prompt_len]] + demo_messages(replace(gold, steps=gold.steps[:step]))
+            completion = [{"role": "assistant", "content": action_text(gold.steps[step])}]
+            solved = SubTrajectory(
+                id=f"{qid}#gold/{step}", trajectory_id=f"{qid}#gold", question_id=qid, step=step,
+                kind=gold.steps[step].tag, prompt=state, completion=completion, task=sub.task,
+                outcome=True, gold=sub.gold, meta=meta,
+            )
+            data.rows.append({"prompt": state, "completion": completion, "sub": json.dumps(to_dict(solved))})
+            added += 1
     return added
 
 
