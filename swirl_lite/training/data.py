@@ -107,12 +107,12 @@ def add_solved_states(data: TrainRows, task, every_step: bool = False) -> int:
         for step in range(1, last + 1) if every_step else (last,):
             state = [dict(m) for m in sub.prompt[:prompt_len]] + demo_messages(replace(gold, steps=gold.steps[:step]))
             completion = [{"role": "assistant", "content": action_text(gold.steps[step])}]
-            solved = SubTrajectory(
+            gold_sub = SubTrajectory(
                 id=f"{qid}#gold/{step}", trajectory_id=f"{qid}#gold", question_id=qid, step=step,
                 kind=gold.steps[step].tag, prompt=state, completion=completion, task=sub.task,
                 outcome=True, gold=sub.gold, meta=meta,
             )
-            data.rows.append({"prompt": state, "completion": completion, "sub": json.dumps(to_dict(solved))})
+            data.rows.append({"prompt": state, "completion": completion, "sub": json.dumps(to_dict(gold_sub))})
             added += 1
     return added
 
