@@ -113,7 +113,7 @@ class BaseTask:
 
     def gold_solution(self, example: Example) -> Demonstration | None:
         """`example`'s gold solution as a worked trajectory (tool calls with their results, then the
-        answer), or None when the task has none (`train.solved_states` needs one)."""
+        answer), or None when the task has none (`train.solved_states` and `train.gold_states` need one)."""
         return None
 
     def nearest_demonstrations(
