@@ -200,7 +200,7 @@ def test_the_terminal_headline_and_closing_panel_fit_80_columns(tmp_path):
     stages = {"generate": {"wall_s": 372.4, "peak_rss_gb": 6.51}, "split": {"wall_s": 0.4, "peak_rss_gb": 1.2},
               "train": {"wall_s": 3725.0, "peak_rss_gb": 4.0}, "evaluate": {"summary": "from before timing"}}
     panel = "\n".join(_rendered(closing_panel(metrics, run, "recipes/quickstart.yaml", stages)))
-    assert "1:08:18 in all, peak RSS 6.5 GB (generate)" in panel
+    assert "1:08:18 in all, peak RSS 6.5 GiB (generate)" in panel
     assert "generate 6:12 · train 1:02:05 (others under 1 s)" in panel and "evaluate 0" not in panel
     assert max(map(len, panel.splitlines())) <= 80
     assert "swirl 8/10 vs base 2/10 on gsm8k: +60.0 pts, McNemar p=0.031" in panel

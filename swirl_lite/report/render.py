@@ -309,7 +309,7 @@ def cost_lines(stages: dict) -> list[str]:
         peaks = {name: s[key] for name, s in timed.items() if key in s}
         if peaks:
             top = max(peaks, key=peaks.get)
-            lines[0] += f", {label} {peaks[top]:.1f} GB ({top})"
+            lines[0] += f", {label} {peaks[top]:.1f} GiB ({top})"
     shown = {name: s for name, s in timed.items() if s["wall_s"] >= 1} or timed
     line = " · ".join(f"{name} {_clock(s['wall_s'])}" for name, s in shown.items())
     return lines + [line + (" (others under 1 s)" if len(shown) < len(timed) else "")]
