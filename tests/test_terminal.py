@@ -55,6 +55,8 @@ def test_a_tiny_run_prints_what_a_person_can_read(tmp_path, tiny_model_dir):
     metrics = json.loads((run / "metrics.json").read_text())
     assert [s["step"] for s in metrics["training"]["steps"]] == [1, 2]
     assert "Training (swirl, 2 logged steps" in (run / "report.md").read_text()
+    # the shipped train.gold_states, end to end: the arithmetic task's gold states join the filtered ones
+    assert json.loads((run / "train" / "train_info.json").read_text())["gold_states"] > 0
     assert "Training: reward, valid actions and answers per RL step" in (run / "report.html").read_text()
 
 
