@@ -81,7 +81,7 @@ def train(recipe: Recipe, run_dir: RunDir, scorer=None) -> dict:
         task, tools = tools_for_run(recipe)  # the tools generate gave the policy: their tags, their index
         gold = recipe.train.gold_states
         extra_states = "gold_states" if gold else "solved_states" if recipe.train.solved_states else None
-        solved = add_solved_states(data, task, every_step=gold) if extra_states else 0
+        added = add_solved_states(data, task, every_step=gold) if extra_states else 0
     data = measure(data, loaded.tokenizer, recipe.train.max_prompt_length)
 
     if method == "swirl":
@@ -111,7 +111,7 @@ def train(recipe: Recipe, run_dir: RunDir, scorer=None) -> dict:
 
     summary = _summary(recipe, trainer, data, resume, getattr(scorer, "identity", None), started)
     if method == "swirl" and extra_states:
-        summary[extra_states] = solved
+        summary[extra_states] = added
     summary["train_seconds"] = round(time.time() - train_started, 2)
     if trainer.accelerator.is_main_process:
         save_adapter(trainer.model, out / "adapter")
