@@ -243,7 +243,7 @@ def doctor(recipe: str | None, overrides: tuple[str, ...], offline: bool, capabi
     console.print(summary_table("swirl-lite doctor", rows, ("check", "found", "verdict"), numeric=False))
     stages = estimate_memory(resolved, cap) if resolved else None
     if stages:
-        console.print(summary_table("peak memory per stage (estimate, GB)", table_rows(stages), TABLE_COLUMNS))
+        console.print(summary_table("peak memory per stage (estimate, GiB)", table_rows(stages), TABLE_COLUMNS))
 
 
 @main.command()

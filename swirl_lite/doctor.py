@@ -69,7 +69,7 @@ def run_doctor(recipe: Recipe | None, check_hub: bool = True,
         free, total = torch.cuda.mem_get_info()
         free_gb = free / 1024**3
         rows.append(("GPU", torch.cuda.get_device_name(0), "ok"))
-        rows.append(("GPU memory free", f"{free_gb:.1f} / {total / 1024**3:.1f} GB", "ok"))
+        rows.append(("GPU memory free", f"{free_gb:.1f} / {total / 1024**3:.1f} GiB", "ok"))
     else:
         rows.append(("GPU", "none (no CUDA device)", "info: CPU only; fine for the quickstart, slow beyond"))
     pins = tested_pins()
@@ -116,12 +116,12 @@ def plan_row(recipe: Recipe, capability: tuple[int, int] | None | str) -> tuple[
     except UsageError as exc:
         return (f"plan ({key})", "-", f"warn: {exc}")
     stages = ", ".join(f"{s.stage} {hours(s.seconds)}" for s in plan.stages if s.seconds >= 60)
-    value = f"{hours(plan.total_seconds)}, peak {plan.peak_gb:.1f} GB ({stages})"
+    value = f"{hours(plan.total_seconds)}, peak {plan.peak_gb:.1f} GiB ({stages})"
     card = CARDS[key]
     if plan.fits:
-        return (f"plan ({key})", value, f"ok: fits a {card.name}'s {card.memory_gb:g} GB (predicted; "
+        return (f"plan ({key})", value, f"ok: fits a {card.name}'s {card.memory_gb:g} GiB (predicted; "
                                         f"swirl-lite plan RECIPE --gpu {key})")
-    return (f"plan ({key})", value, f"warn: over a {card.name}'s {card.memory_gb:g} GB at the limits; lower "
+    return (f"plan ({key})", value, f"warn: over a {card.name}'s {card.memory_gb:g} GiB at the limits; lower "
                                     "generate.batch_size or model.max_seq_length")
 
 
@@ -130,11 +130,11 @@ def _memory_rows(recipe: Recipe, free_gb: float | None, capability) -> list[tupl
     if stages is None:
         return [("peak memory (est.)", "unknown model size", "info: run swirl-lite bench gpu")]
     top = max(stages, key=lambda s: s.total)
-    value = f"{top.total:.1f} GB ({top.stage}; per stage below)"
+    value = f"{top.total:.1f} GiB ({top.stage}; per stage below)"
     if free_gb is None or capability != "detect":
         return [("peak memory (est.)", value, "info: no GPU here to compare with" if free_gb is None else "info")]
     if top.total <= 0.9 * free_gb:
-        return [("peak memory (est.)", value, f"ok: fits in {free_gb:.1f} GB free")]
+        return [("peak memory (est.)", value, f"ok: fits in {free_gb:.1f} GiB free")]
     advice = []
     if not recipe.model.load_in_4bit:
         advice.append("model.load_in_4bit=true")
@@ -142,4 +142,4 @@ def _memory_rows(recipe: Recipe, free_gb: float | None, capability) -> list[tupl
         advice.append("train.gradient_checkpointing=true")
     advice.append("lower train.per_device_batch_size (raise gradient_accumulation_steps)")
     advice.append("lower generate.batch_size or model.max_seq_length")
-    return [("peak memory (est.)", value, f"warn: may not fit {free_gb:.1f} GB free; try " + ", ".join(advice))]
+    return [("peak memory (est.)", value, f"warn: may not fit {free_gb:.1f} GiB free; try " + ", ".join(advice))]

@@ -100,7 +100,7 @@ def model_shape(name: str) -> ModelShape | None:
 @dataclass
 class StageMemory:
     stage: str
-    weights: float  # GB, each part
+    weights: float  # GiB, each part
     kv_cache: float
     activations: float
     lora_adam: float
@@ -186,9 +186,9 @@ def stage_memory(recipe: Recipe, dtype_bytes: int, seq: int | None = None) -> li
 
 
 def table_rows(stages: list[StageMemory]) -> list[tuple[str, ...]]:
-    """(stage, weights, KV cache, activations, LoRA+Adam, logits, total) in GB, for the table."""
+    """(stage, weights, KV cache, activations, LoRA+Adam, logits, total) in GiB, for the table."""
     return [(s.stage, *(f"{v:.2f}" for v in (s.weights, s.kv_cache, s.activations, s.lora_adam, s.logits, s.total)))
             for s in stages]
 
 
-TABLE_COLUMNS = ("stage", "weights", "KV cache", "activ.", "LoRA+Adam", "logits", "total GB")
+TABLE_COLUMNS = ("stage", "weights", "KV cache", "activ.", "LoRA+Adam", "logits", "total GiB")

@@ -343,7 +343,7 @@ def _assumptions(recipe: Recipe, card: Card, dtype: str, task: str, t: TaskToken
     tflops = card.tflops32 if dtype == "float32" else card.tflops16
     shared = shares_states(recipe, card)
     return [
-        ("card", f"{card.name}: {card.memory_gb:g} GB, {card.bandwidth_gbs:g} GB/s, {tflops:g} TFLOPS in {dtype}"
+        ("card", f"{card.name}: {card.memory_gb:g} GiB, {card.bandwidth_gbs:g} GB/s, {tflops:g} TFLOPS in {dtype}"
                  f"{'' if card.bf16 or card.capability is None else ', no bf16'}"),
         ("efficiency", f"decode {card.decode_eff:.0%} of bandwidth, prefill/train {card.compute_eff:.0%} of "
                        f"FLOPS, {card.layer_s * 1e3:g} ms per layer per pass"
@@ -392,14 +392,14 @@ def print_plan(plan: Plan) -> None:
     rows.append(("total", f"{sum(s.tokens for s in plan.stages):,}", f"{sum(s.decoded for s in plan.stages):,}",
                  hours(plan.total_seconds), f"{plan.peak_gb:.1f}", f"{max(s.expected_gb for s in plan.stages):.1f}"))
     title = f"plan (predicted): {plan.recipe}, {plan.card.name}, {plan.dtype}"
-    console.print(summary_table(title, rows, ("stage", "tokens", "sampled", "time", "peak GB", "expected GB")))
+    console.print(summary_table(title, rows, ("stage", "tokens", "sampled", "time", "peak GiB", "expected GiB")))
     fit = "fits" if plan.fits else "does NOT fit"
     rows = [*plan.assumptions, ("worst case", f"{hours(plan.worst_seconds)} (every trajectory to its step cap, "
                                               "every action at max_new_tokens)"),
             *([("measured cost", f"{hours(plan.measured_seconds)} at {MEASURED_LAYER_S * 1e3:g} ms per layer per "
                                  "pass, what one H200 measured (hf backend, 4-bit; README)")]
               if plan.measured_seconds is not None else []),
-            ("verdict", f"{hours(plan.total_seconds)}; peak {plan.peak_gb:.1f} GB {fit} in {plan.card.memory_gb:g} GB")]
+            ("verdict", f"{hours(plan.total_seconds)}; peak {plan.peak_gb:.1f} GiB {fit} in {plan.card.memory_gb:g} GiB")]
     console.print(summary_table("assumptions", rows, ("", ""), numeric=False))
 
 

@@ -135,9 +135,9 @@ def test_unknown_model_is_one_line():
 def test_doctor_shows_the_plans_fit():
     result = CliRunner().invoke(main, ["doctor", "recipes/gsm8k.yaml", "--offline", "--capability", "7.5"])
     assert result.exit_code == 0, result.output
-    assert "plan (t4)" in result.output and "fits a T4's 15 GB" in result.output
+    assert "plan (t4)" in result.output and "fits a T4's 15 GiB" in result.output
     full = CliRunner().invoke(main, ["doctor", "recipes/gsm8k-full.yaml", "--offline", "--capability", "7.5"])
-    assert "over a T4's 15 GB" in full.output
+    assert "over a T4's 15 GiB" in full.output
 
 
 def test_card_for_a_device():
@@ -164,11 +164,11 @@ def test_embedded_gemma_is_planned_as_gemma_3_270m_not_the_135m_model():
 
 @pytest.mark.parametrize("recipe", GPU_RECIPES)
 def test_recipe_header_states_the_plans_prediction(recipe):
-    """The header's `# the prediction: ~X h, Y GB` is what `plan` says today, to its rounding."""
+    """The header's `# the prediction: ~X h, Y GiB` is what `plan` says today, to its rounding."""
     import re
 
     header = (ROOT / "recipes" / f"{recipe}.yaml").read_text().splitlines()[:4]
-    said = next(re.search(r"the prediction: ~([\d.]+) h, ([\d.]+) GB", line) for line in header if "prediction" in line)
+    said = next(re.search(r"the prediction: ~([\d.]+) h, ([\d.]+) GiB", line) for line in header if "prediction" in line)
     plan = _plan(recipe)
     assert abs(plan.total_seconds / 3600 - float(said[1])) <= 0.05 and abs(plan.peak_gb - float(said[2])) <= 0.05
 

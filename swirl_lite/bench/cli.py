@@ -195,7 +195,7 @@ def _lengths(value: str | None) -> tuple[int, ...] | None:
 
 
 @bench.command(name="gpu")
-@click.option("--t4", is_flag=True, help="Cap memory at 15 GB and compute as a T4 does (refuses bf16).")
+@click.option("--t4", is_flag=True, help="Cap memory at 15 GiB and compute as a T4 does (refuses bf16).")
 @click.option("--tiny", is_flag=True, help="2-layer models, short states: the same steps on any device.")
 @click.option("--out", default="runs/gpu-check", show_default=True, help="Folder for the runs and gpu_check.json.")
 @click.option("--family", "families", multiple=True, type=click.Choice(sorted(ARCHES)),

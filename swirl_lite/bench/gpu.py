@@ -17,7 +17,7 @@ recording its peak GPU memory:
 
 Random weights make these numbers about speed and memory only: sampling at temperature 1 over a
 128k-262k vocabulary almost never hits a stop tag, so rows generate their whole budget.
-`--t4` caps the process at 15 GB and computes as a T4 does (fp16; Gemma 3 fp32: precision.py),
+`--t4` caps the process at 15 GiB and computes as a T4 does (fp16; Gemma 3 fp32: precision.py),
 refusing to go on if any weight or the trainer is bf16. `--tiny` runs the same steps on 2-layer
 models with short states on any device (the CPU test). Results: printed, and `<out>/gpu_check.json`.
 """
@@ -300,6 +300,6 @@ def run_check(out: str | Path, t4: bool = False, tiny: bool = False, families: t
     memory = "peak_vram_gb" if cuda else "rss_gb"
     rows = [(r["family"], r["step"], r["seconds"], r[memory], r.get("error", "")[:24]) for r in rec.rows]
     console.print(summary_table(f"bench gpu ({report['device']}{', --t4' if t4 else ''})", rows,
-                                ("family", "step", "s", "peak VRAM GB" if cuda else "RSS GB", "error")))
+                                ("family", "step", "s", "peak VRAM GiB" if cuda else "RSS GiB", "error")))
     console.print(f"total {report['total_seconds']} s; {root / 'gpu_check.json'}")
     return report
