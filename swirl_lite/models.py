@@ -204,6 +204,7 @@ def load_model(cfg: ModelConfig, lora: bool = False, trainable: bool = False) ->
     from transformers import AutoModelForCausalLM
 
     from swirl_lite.attention import use_shared_heads_on_cpu
+    from swirl_lite.few_rows import use_few_row_linear
 
     use_shared_heads_on_cpu()
     dtype = compute_dtype(cfg)  # one choice for the weights, the 4-bit compute and the trainer
@@ -221,6 +222,7 @@ def load_model(cfg: ModelConfig, lora: bool = False, trainable: bool = False) ->
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     kwargs["device_map"] = {"": local_rank} if torch.cuda.is_available() else {"": "cpu"}
     model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    use_few_row_linear(model)  # CPU float32 only: a decode step's few rows as weight @ x.T (few_rows.py)
     tokenizer = load_tokenizer(path, cfg.trust_remote_code)
     if cfg.adapter:
         from peft import PeftModel

@@ -13,7 +13,7 @@ def test_bench_group_lists_every_benchmark():
     result = CliRunner().invoke(main, ["bench", "--help"])
     assert result.exit_code == 0, result.output
     listed = {line.split()[0] for line in result.output.split("Commands:")[1].splitlines() if line.strip()}
-    assert listed == {"tools", "rollout", "judge", "train", "gpu"}
+    assert listed == {"tools", "rollout", "judge", "train", "gpu", "linear"}
 
 
 def test_bench_rollout_applies_set_to_the_default_recipe(tmp_path, tiny_model_dir):
@@ -119,3 +119,21 @@ def test_bench_train_sampling_times_both_paths_with_the_same_greedy_tokens(tmp_p
     assert all(s > 0 for s in numbers["seconds"].values()) and numbers["ratio"] > 0
     assert numbers["same_greedy_tokens"] is True and numbers["states"] == 3 and numbers["generations"] == 8
     assert "the same greedy tokens: yes" in " ".join(result.output.split())
+
+
+def test_bench_linear_times_each_shape_and_decodes_the_same_tokens(tmp_path, tiny_model_dir):
+    out = tmp_path / "linear.json"
+    result = CliRunner().invoke(main, ["bench", "linear", "--model", tiny_model_dir, "--rows", "2,16",
+                                       "--tokens", "4", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    numbers = json.loads(out.read_text())
+    shapes = {(r["shape"], r["swapped"]) for r in numbers["layers"]}
+    assert ("49152x64", True) in shapes and ("64x64", False) in shapes  # only the large output layer swaps
+    assert {r["rows"] for r in numbers["layers"]} == {2, 16} and all(r["max_diff"] < 1e-4 for r in numbers["layers"])
+    assert set(numbers["seconds"]) == {"F.linear", "few-row"} and numbers["same_greedy_tokens"] is True
+    assert "the same greedy tokens: yes" in " ".join(result.output.split())
+
+
+def test_bench_linear_rejects_bad_rows_in_one_line():
+    result = CliRunner().invoke(main, ["bench", "linear", "--rows", "0,x"])
+    assert result.exit_code == 2 and "give positive row counts" in result.output

@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "swirl_lite"
 # Lowest first. A room may import rooms of its own layer or of a lower one.
 LAYERS = [
     {"actions", "imports", "errors", "config", "console", "schema", "runs",
-     "compat", "attention", "precision", "memory", "memory_estimate"},
+     "compat", "attention", "few_rows", "precision", "memory", "memory_estimate"},
     {"tools"},
     {"tasks"},
     {"models", "backends", "architectures"},

@@ -1,4 +1,4 @@
-"""`swirl-lite bench tools|rollout|judge|train`: the benchmark commands, one click group.
+"""`swirl-lite bench tools|rollout|judge|train|gpu|linear`: the benchmark commands, one click group.
 
 Only click is imported at module level, so adding this group to the main CLI keeps `swirl-lite
 --help` instant; each command imports its benchmark module when it runs.
@@ -181,7 +181,27 @@ def bench_train(model, steps, load_in_4bit, learn, reward, seed, demonstrations,
     write_json(json_path, result)
 
 
-def _lengths(value: str | None) -> tuple[int, ...] | None:
+@bench.command(name="linear")
+@click.option("--model", default="embedded", show_default=True, help="Model: hub id, folder or 'embedded'.")
+@click.option("--rows", default="1,4,16,32", show_default=True, help="Row counts timed per layer shape.")
+@click.option("--decode-rows", default=16, show_default=True, help="Rows decoded greedily through the model.")
+@click.option("--tokens", default=32, show_default=True, help="Tokens decoded per row.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the numbers here.")
+def bench_linear(model, rows, decode_rows, tokens, json_path) -> None:
+    """CPU linear layers with few rows: F.linear vs (weight @ x.T).T, per layer and in decoding."""
+    from swirl_lite.bench.linear import bench_linear as run
+
+    counts = _lengths(rows, "row counts")
+    if decode_rows < 1 or tokens < 1:
+        fail(ValueError("--decode-rows and --tokens must be at least 1"))
+    try:
+        result = run(model, counts, decode_rows, tokens)
+    except RUN_ERRORS as exc:
+        fail(exc)
+    write_json(json_path, result)
+
+
+def _lengths(value: str | None, what: str = "token counts") -> tuple[int, ...] | None:
     """`600,3000` -> (600, 3000); a usage error (exit 2) for anything else."""
     if not value:
         return None
@@ -190,7 +210,7 @@ def _lengths(value: str | None) -> tuple[int, ...] | None:
     except ValueError:
         lengths = ()
     if not lengths or min(lengths) < 1:
-        raise click.BadParameter(f"{value!r}: give positive token counts, comma-separated (e.g. 600,3000)")
+        raise click.BadParameter(f"{value!r}: give positive {what}, comma-separated (e.g. 600,3000)")
     return lengths
 
 

@@ -1,0 +1,119 @@
+"""`swirl-lite bench linear`: few-row linear layers on CPU, `F.linear` against `few_rows.FewRowLinear`.
+
+For each distinct linear shape of the model and a decode step's row counts: the median time of
+`F.linear(x, weight)` and of FewRowLinear's `(weight @ x.T).T`, their ratio and the largest absolute
+difference between the two outputs. Then the whole model: greedy decoding of `rows` rows from real
+arithmetic states (each state through the model once, as GRPO's sampling runs it), the layers
+`few_rows.use_few_row_linear` swaps as plain `nn.Linear` against FewRowLinear, alternating `repeats` times, with the
+median of each and whether both produced the same tokens. All in one process, the same weights.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+from swirl_lite.bench.settled import medians_table
+from swirl_lite.console import console, summary_table
+
+
+def _median_ms(fn, repeats: int, *args) -> float:
+    fn(*args)
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn(*args)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times) * 1000
+
+
+def layer_table(model, rows: tuple[int, ...], repeats: int) -> list[dict]:
+    """F.linear vs the few-row form for every distinct (out, in) shape of the model's linear layers."""
+    import torch
+
+    from swirl_lite.few_rows import FewRowLinear, eligible
+
+    layers = {}
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear) and module.weight.device.type == "cpu":
+            layers.setdefault(tuple(module.weight.shape), (name, module))
+    results = []
+    for (out_f, in_f), (name, module) in sorted(layers.items(), key=lambda kv: -kv[0][0] * kv[0][1]):
+        weight = module.weight.detach()
+        few = FewRowLinear(in_f, out_f, bias=False)
+        few.weight = torch.nn.Parameter(weight, requires_grad=False)
+        for n in rows:
+            x = torch.randn(n, in_f)
+            with torch.no_grad():
+                plain_ms = _median_ms(torch.nn.functional.linear, repeats, x, weight)
+                few_ms = _median_ms(few, repeats, x)
+                diff = (few(x) - torch.nn.functional.linear(x, weight)).abs().max().item()
+            results.append({"layer": name.rsplit(".", 1)[-1], "shape": f"{out_f}x{in_f}", "rows": n,
+                            "swapped": eligible(module) or isinstance(module, FewRowLinear),
+                            "plain_ms": plain_ms, "few_ms": few_ms, "ratio": few_ms / plain_ms, "max_diff": diff})
+    return results
+
+
+def bench_linear(model: str = "embedded", rows: tuple[int, ...] = (1, 4, 16, 32), decode_rows: int = 16,
+                 tokens: int = 32, repeats: int = 3) -> dict:
+    """Per-shape timings, then greedy decoding with plain linear layers against FewRowLinear."""
+    import torch
+    from transformers import AutoModelForCausalLM, GenerationConfig
+
+    from swirl_lite.attention import use_shared_heads_on_cpu
+    from swirl_lite.bench.learn import first_states
+    from swirl_lite.bench.sampling import _prompts
+    from swirl_lite.few_rows import FewRowLinear, use_few_row_linear
+    from swirl_lite.models import load_tokenizer, resolve_model_path
+    from swirl_lite.training import shared_prompt
+
+    use_shared_heads_on_cpu()
+    path = resolve_model_path(model)
+    tokenizer = load_tokenizer(path)
+    policy = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    layers = layer_table(policy, rows, max(repeats, 5))
+    console.print(summary_table(
+        f"bench linear: {model}, ms per call, median of {max(repeats, 5)}, {torch.get_num_threads()} threads",
+        [(r["layer"], r["shape"], r["rows"], f"{r['plain_ms']:.3f}", f"{r['few_ms']:.3f}", f"{r['ratio']:.2f}",
+          f"{r['max_diff']:.1e}", "yes" if r["swapped"] else "no") for r in layers],
+        ("layer", "shape", "rows", "F.linear", "few-row", "ratio", "max diff", "swapped")))
+
+    states = max(1, decode_rows // 8)
+    ids, mask = _prompts(tokenizer, first_states("train", states, demonstrations=2), decode_rows // states)
+    config = GenerationConfig(max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False,
+                              pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+    groups, original = shared_prompt.prompt_groups(ids, mask), policy.generate
+    swapped = [m for m in policy.modules() if isinstance(m, torch.nn.Linear)]
+    use_few_row_linear(policy)
+    swapped = [m for m in swapped if isinstance(m, FewRowLinear)]
+
+    def decode(cls):
+        for m in swapped:
+            m.__class__ = cls
+        # each state runs through the model once (as GRPO's sampling does), so the time is the decoding
+        return shared_prompt.generate(policy, original, ids, mask, groups, generation_config=config)
+
+    def plain():
+        return decode(torch.nn.Linear)
+
+    def few():
+        return decode(FewRowLinear)
+
+    cases = {"F.linear": plain, "few-row": few}
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    outputs = {}
+    with torch.no_grad():
+        for _ in range(repeats):
+            for name, run in cases.items():
+                started = time.perf_counter()
+                outputs[name] = run()
+                times[name].append(time.perf_counter() - started)
+    median = medians_table(
+        f"greedy decoding: {ids.size(0)} rows x {tokens} tokens after states of <= {ids.size(1)} tokens, "
+        f"median of {repeats}", times, ("linear layers", "seconds", "x F.linear", "range s"))
+    same = torch.equal(outputs["F.linear"], outputs["few-row"])
+    console.print(f"few-row linear layers: {median['few-row'] / median['F.linear']:.2f}x the decoding time; "
+                  f"the same greedy tokens: {'yes' if same else 'NO'}")
+    return {"model": model, "threads": torch.get_num_threads(), "layers": layers, "decode_rows": int(ids.size(0)),
+            "tokens": tokens, "state_tokens": int(ids.size(1)), "seconds": median,
+            "ratio": median["few-row"] / median["F.linear"], "same_greedy_tokens": bool(same)}
