@@ -184,14 +184,17 @@ def bench_train(model, steps, load_in_4bit, learn, reward, seed, demonstrations,
 @bench.command(name="linear")
 @click.option("--model", default="embedded", show_default=True, help="Model: hub id, folder or 'embedded'.")
 @click.option("--rows", default="1,4,16,32", show_default=True, help="Row counts timed per layer shape.")
-@click.option("--decode-rows", default=16, show_default=True, help="Rows decoded greedily through the model.")
+@click.option("--decode-rows", default=16, show_default=True,
+              help="Rows decoded greedily through the model (a multiple of the states, 8 rows each; rounded down).")
 @click.option("--tokens", default=32, show_default=True, help="Tokens decoded per row.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the numbers here.")
 def bench_linear(model, rows, decode_rows, tokens, json_path) -> None:
     """CPU linear layers with few rows: F.linear vs (weight @ x.T).T, per layer and in decoding."""
     from swirl_lite.bench.linear import bench_linear as run
 
-    counts = _lengths(rows, "row counts")
+    counts = _lengths(rows, "row counts", "1,4,16,32")
+    if not counts:
+        raise click.BadParameter("give at least one row count (e.g. 1,4,16,32)", param_hint="--rows")
     if decode_rows < 1 or tokens < 1:
         fail(ValueError("--decode-rows and --tokens must be at least 1"))
     try:
@@ -201,7 +204,7 @@ def bench_linear(model, rows, decode_rows, tokens, json_path) -> None:
     write_json(json_path, result)
 
 
-def _lengths(value: str | None, what: str = "token counts") -> tuple[int, ...] | None:
+def _lengths(value: str | None, what: str = "token counts", example: str = "600,3000") -> tuple[int, ...] | None:
     """`600,3000` -> (600, 3000); a usage error (exit 2) for anything else."""
     if not value:
         return None
@@ -210,7 +213,7 @@ def _lengths(value: str | None, what: str = "token counts") -> tuple[int, ...] |
     except ValueError:
         lengths = ()
     if not lengths or min(lengths) < 1:
-        raise click.BadParameter(f"{value!r}: give positive {what}, comma-separated (e.g. 600,3000)")
+        raise click.BadParameter(f"{value!r}: give positive {what}, comma-separated (e.g. {example})")
     return lengths
 
 

@@ -1,11 +1,13 @@
 """`swirl-lite bench linear`: few-row linear layers on CPU, `F.linear` against `few_rows.FewRowLinear`.
 
 For each distinct linear shape of the model and a decode step's row counts: the median time of
-`F.linear(x, weight)` and of FewRowLinear's `(weight @ x.T).T`, their ratio and the largest absolute
-difference between the two outputs. Then the whole model: greedy decoding of `rows` rows from real
-arithmetic states (each state through the model once, as GRPO's sampling runs it), the layers
-`few_rows.use_few_row_linear` swaps as plain `nn.Linear` against FewRowLinear, alternating `repeats` times, with the
-median of each and whether both produced the same tokens. All in one process, the same weights.
+`F.linear(x, weight)` and of `(weight @ x.T).T` (FewRowLinear's form, timed bare at every count),
+their ratio, the largest absolute difference between the two outputs, and whether FewRowLinear
+uses the transposed form there (a swapped layer, 2-32 rows). Then the whole model: greedy decoding
+of `rows` rows from real arithmetic states (each state through the model once, as GRPO's sampling
+runs it), the layers `few_rows.use_few_row_linear` swaps as plain `nn.Linear` against
+FewRowLinear, after one untimed warm-up, alternating `repeats` times, with the median of each and
+whether both produced the same tokens. All in one process, the same weights.
 """
 
 from __future__ import annotations
@@ -27,11 +29,17 @@ def _median_ms(fn, repeats: int, *args) -> float:
     return statistics.median(times) * 1000
 
 
+def _transposed(x, weight):
+    """FewRowLinear's product, timed bare at every row count (the layer itself takes it at 2-32)."""
+    return (weight @ x.t()).t().contiguous()
+
+
 def layer_table(model, rows: tuple[int, ...], repeats: int) -> list[dict]:
-    """F.linear vs the few-row form for every distinct (out, in) shape of the model's linear layers."""
+    """`F.linear(x, weight)` vs `(weight @ x.T).T` for every distinct (out, in) shape of the model's
+    CPU linear layers; `used`: whether FewRowLinear takes the transposed form there."""
     import torch
 
-    from swirl_lite.few_rows import FewRowLinear, eligible
+    from swirl_lite.few_rows import MAX_ROWS, FewRowLinear, eligible
 
     layers = {}
     for name, module in model.named_modules():
@@ -40,16 +48,15 @@ def layer_table(model, rows: tuple[int, ...], repeats: int) -> list[dict]:
     results = []
     for (out_f, in_f), (name, module) in sorted(layers.items(), key=lambda kv: -kv[0][0] * kv[0][1]):
         weight = module.weight.detach()
-        few = FewRowLinear(in_f, out_f, bias=False)
-        few.weight = torch.nn.Parameter(weight, requires_grad=False)
+        swapped = eligible(module) or isinstance(module, FewRowLinear)
         for n in rows:
             x = torch.randn(n, in_f)
             with torch.no_grad():
                 plain_ms = _median_ms(torch.nn.functional.linear, repeats, x, weight)
-                few_ms = _median_ms(few, repeats, x)
-                diff = (few(x) - torch.nn.functional.linear(x, weight)).abs().max().item()
+                few_ms = _median_ms(_transposed, repeats, x, weight)
+                diff = (_transposed(x, weight) - torch.nn.functional.linear(x, weight)).abs().max().item()
             results.append({"layer": name.rsplit(".", 1)[-1], "shape": f"{out_f}x{in_f}", "rows": n,
-                            "swapped": eligible(module) or isinstance(module, FewRowLinear),
+                            "used": swapped and 1 < n <= MAX_ROWS,
                             "plain_ms": plain_ms, "few_ms": few_ms, "ratio": few_ms / plain_ms, "max_diff": diff})
     return results
 
@@ -75,8 +82,8 @@ def bench_linear(model: str = "embedded", rows: tuple[int, ...] = (1, 4, 16, 32)
     console.print(summary_table(
         f"bench linear: {model}, ms per call, median of {max(repeats, 5)}, {torch.get_num_threads()} threads",
         [(r["layer"], r["shape"], r["rows"], f"{r['plain_ms']:.3f}", f"{r['few_ms']:.3f}", f"{r['ratio']:.2f}",
-          f"{r['max_diff']:.1e}", "yes" if r["swapped"] else "no") for r in layers],
-        ("layer", "shape", "rows", "F.linear", "few-row", "ratio", "max diff", "swapped")))
+          f"{r['max_diff']:.1e}", "yes" if r["used"] else "no") for r in layers],
+        ("layer", "shape", "rows", "F.linear", "W @ x.T", "ratio", "max diff", "used")))
 
     states = max(1, decode_rows // 8)
     ids, mask = _prompts(tokenizer, first_states("train", states, demonstrations=2), decode_rows // states)
@@ -103,6 +110,7 @@ def bench_linear(model: str = "embedded", rows: tuple[int, ...] = (1, 4, 16, 32)
     times: dict[str, list[float]] = {name: [] for name in cases}
     outputs = {}
     with torch.no_grad():
+        few()  # warm-up, untimed
         for _ in range(repeats):
             for name, run in cases.items():
                 started = time.perf_counter()
