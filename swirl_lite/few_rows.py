@@ -30,13 +30,18 @@ MIN_WEIGHT = 2**19  # smaller layers (SmolLM2's 576 x 576 and 192 x 576) only br
 # (0.96-1.06x the time): not swapped. The MLP (1536 x 576) and the output layer gain.
 
 
+def transposed_at(rows: int) -> bool:
+    """Whether a swapped layer multiplies `rows` rows as `(weight @ x.T).T`."""
+    return 1 < rows <= MAX_ROWS
+
+
 class FewRowLinear(torch.nn.Linear):
     """`nn.Linear` that multiplies as `(weight @ x.T).T` when the input has 2 to MAX_ROWS rows (at one
     row, a matrix-vector product, `F.linear` is as fast or faster)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.numel() // x.shape[-1] if x.dim() > 1 and x.shape[-1] else 0
-        if not (1 < rows <= MAX_ROWS and x.device.type == "cpu" and self.weight.dtype == torch.float32):
+        if not (transposed_at(rows) and x.device.type == "cpu" and self.weight.dtype == torch.float32):
             return torch.nn.functional.linear(x, self.weight, self.bias)  # also after a move or cast
         flat = x.reshape(rows, x.shape[-1]).t()
         out = (torch.mm(self.weight, flat) if self.bias is None

@@ -5,7 +5,7 @@ For each distinct linear shape of the model and a decode step's row counts: the 
 their ratio, the largest absolute difference between the two outputs, and whether FewRowLinear
 uses the transposed form there (a swapped layer, 2-32 rows). Then the whole model: greedy decoding
 of `rows` rows from real arithmetic states (each state through the model once, as GRPO's sampling
-runs it), the layers `few_rows.use_few_row_linear` swaps as plain `nn.Linear` against
+runs it), the layers `few_rows.use_few_row_linear` would swap as plain `nn.Linear` against
 FewRowLinear, after one untimed warm-up, alternating `repeats` times, with the median of each and
 whether both produced the same tokens. All in one process, the same weights.
 """
@@ -39,7 +39,7 @@ def layer_table(model, rows: tuple[int, ...], repeats: int) -> list[dict]:
     CPU linear layers; `used`: whether FewRowLinear takes the transposed form there."""
     import torch
 
-    from swirl_lite.few_rows import MAX_ROWS, FewRowLinear, eligible
+    from swirl_lite.few_rows import FewRowLinear, eligible, transposed_at
 
     layers = {}
     for name, module in model.named_modules():
@@ -56,7 +56,7 @@ def layer_table(model, rows: tuple[int, ...], repeats: int) -> list[dict]:
                 few_ms = _median_ms(_transposed, repeats, x, weight)
                 diff = (_transposed(x, weight) - torch.nn.functional.linear(x, weight)).abs().max().item()
             results.append({"layer": name.rsplit(".", 1)[-1], "shape": f"{out_f}x{in_f}", "rows": n,
-                            "used": swapped and 1 < n <= MAX_ROWS,
+                            "used": swapped and transposed_at(n),
                             "plain_ms": plain_ms, "few_ms": few_ms, "ratio": few_ms / plain_ms, "max_diff": diff})
     return results
 
@@ -70,7 +70,7 @@ def bench_linear(model: str = "embedded", rows: tuple[int, ...] = (1, 4, 16, 32)
     from swirl_lite.attention import use_shared_heads_on_cpu
     from swirl_lite.bench.learn import first_states
     from swirl_lite.bench.sampling import _prompts
-    from swirl_lite.few_rows import FewRowLinear, use_few_row_linear
+    from swirl_lite.few_rows import FewRowLinear, eligible
     from swirl_lite.models import load_tokenizer, resolve_model_path
     from swirl_lite.training import shared_prompt
 
@@ -90,9 +90,8 @@ def bench_linear(model: str = "embedded", rows: tuple[int, ...] = (1, 4, 16, 32)
     config = GenerationConfig(max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False,
                               pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
     groups, original = shared_prompt.prompt_groups(ids, mask), policy.generate
-    swapped = [m for m in policy.modules() if isinstance(m, torch.nn.Linear)]
-    use_few_row_linear(policy)
-    swapped = [m for m in swapped if isinstance(m, FewRowLinear)]
+    # the layers `use_few_row_linear` swaps, whatever SWIRL_LITE_FEW_ROWS says: this is how to decide it
+    swapped = [m for m in policy.modules() if eligible(m)]
 
     def decode(cls):
         for m in swapped:
