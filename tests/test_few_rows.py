@@ -81,14 +81,15 @@ def test_the_environment_turns_it_off(monkeypatch):
     assert few_rows.use_few_row_linear(model) == 0 and type(model[0]) is torch.nn.Linear
 
 
-def test_load_model_swaps_large_layers_and_lora_wraps_and_merges_them(tiny_model_dir, monkeypatch):
-    """With MIN_WEIGHT lowered, the tiny Llama's MLP layers swap too, as SmolLM2's do: peft wraps
+@pytest.mark.parametrize("arch", ["tiny_model_dir", "tiny_gemma_dir"])  # Llama; Gemma 3, tied output layer
+def test_load_model_swaps_large_layers_and_lora_wraps_and_merges_them(arch, request, monkeypatch):
+    """With MIN_WEIGHT lowered, the tiny models' MLP layers swap too, as SmolLM2's do: peft wraps
     them (LoRA on every linear layer) and merges into them, with the logits of plain layers."""
     from swirl_lite.config import ModelConfig
     from swirl_lite.models import load_model
 
     monkeypatch.setattr(few_rows, "MIN_WEIGHT", 128 * 64)
-    model = load_model(ModelConfig(name=tiny_model_dir), lora=True, trainable=True).model
+    model = load_model(ModelConfig(name=request.getfixturevalue(arch)), lora=True, trainable=True).model
     swapped = [m for m in model.modules() if type(m) is few_rows.FewRowLinear]
     wrapped = [m for m in model.modules() if hasattr(m, "base_layer") and type(m.base_layer) is few_rows.FewRowLinear]
     assert model.get_output_embeddings() in swapped and wrapped  # the MLP's base layers, under LoRA
