@@ -204,6 +204,11 @@ class TrainConfig(Section):
     share_prompt: bool = Field(
         True, description="swirl: run each state once for its G actions (exact; plain transformers models)."
     )
+    state_gradient: bool = Field(
+        True, description="swirl, share_prompt: backpropagate through each state's keys and values (exact). "
+        "false: the state runs once without autograd, the gradient flows through the actions' own tokens "
+        "only (an approximation; no backward pass over the state).",
+    )
     solved_states: bool = Field(
         False, description="swirl: also train on each question's gold solved state (its gold tool calls "
         "done, only the answer left); the task must give gold solutions (multihop, arithmetic).",
@@ -312,6 +317,9 @@ class Recipe(Section):
             if getattr(self.train, name) and self.train.method != "swirl":
                 problems.append((f"train.{name}", "adds RL states, whose gold actions SFT would imitate: "
                                  "set train.method: swirl or remove it"))
+        if not self.train.state_gradient and not self.train.share_prompt:
+            problems.append(("train.state_gradient", "false needs train.share_prompt: true (each state run "
+                             "once for its actions): set share_prompt: true or remove state_gradient"))
         for task in self.eval.task_paths:
             if task == self.data.task:
                 problems.append((f"eval.task_paths.{task}", "is the training task: set eval.path instead"))

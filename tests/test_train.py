@@ -122,6 +122,28 @@ def test_swirl_trains_only_the_adapter(tmp_path, tiny_model_dir, monkeypatch):
     assert all((v == _weights(tiny_model_dir)[k]).all() for k, v in base_before.items())
 
 
+def test_state_gradient_off_trains_from_the_sampled_states(tmp_path, tiny_model_dir, monkeypatch):
+    """train.state_gradient false through the train stage: every state the loss needs comes from
+    the step's sampling (none runs again), and the adapter learns; without share_prompt the recipe
+    is refused in one line."""
+    from swirl_lite.config import RecipeError
+    from swirl_lite.stages.train import train
+    from swirl_lite.training import shared_prompt
+
+    lookups = []
+    real = shared_prompt.SampledStates.get
+    monkeypatch.setattr(shared_prompt.SampledStates, "get",
+                        lambda self, prefix, step: lookups.append(real(self, prefix, step) is not None) or real(
+                            self, prefix, step))
+    recipe, run = make_run(tmp_path, tiny_model_dir, state_gradient=False, beta=0.0)
+    summary = train(recipe, run, scorer=VaryingScorer())
+    assert summary["steps"] == 2 and summary["shared_states"] is True
+    assert len(lookups) == 4 and all(lookups)  # 2 states a step, each read, never recomputed
+    _check_adapter(run, tiny_model_dir)
+    with pytest.raises(RecipeError, match="train.state_gradient"):
+        build_recipe({"train": {"state_gradient": False, "share_prompt": False}})
+
+
 def test_a_rerun_reproduces_and_another_seed_differs(tmp_path, tiny_model_dir):
     # Same seed, same machine and thread count: the same sampled actions and the same adapter, bit
     # for bit. Another train.seed samples other actions (and so trains another adapter).
@@ -396,10 +418,14 @@ def test_judge_reward_scores_sampled_actions_and_logs_shares():
     assert logged == {"actions/valid": 0.5, "actions/tool_call": 0.25, "actions/answer": 0.25}
 
 
-def test_shared_prompt_loss_equals_trls_per_row_path(tiny_model_dir):
-    """One forward per state, repeated for its actions, gives TRL's log-probs, entropies and grads."""
+@pytest.mark.parametrize("pass_cost", [None, 0])
+def test_shared_prompt_loss_equals_trls_per_row_path(tiny_model_dir, monkeypatch, pass_cost):
+    """One forward per state, repeated for its actions, gives TRL's log-probs, entropies and grads.
+    `pass_cost` 0: a pass costs nothing, so each group's actions run in one batch per distinct
+    length (`padded_runs`); the values are the same."""
     import torch
 
+    from swirl_lite.backends.hf import HFLLM
     from swirl_lite.models import load_tokenizer
     from swirl_lite.training import shared_prompt
 
@@ -419,15 +445,25 @@ def test_shared_prompt_loss_equals_trls_per_row_path(tiny_model_dir):
     ref_logps, ref_entropy = out.log_probs[:, -C:], out.entropy[:, -C:]
     ref_grads = grads(ref_logps)
 
+    if pass_cost is not None:
+        monkeypatch.setattr(HFLLM, "FORWARD_COST_CPU", pass_cost)
+    passes = []
+    first = model.get_base_model().model.layers[0].register_forward_hook(lambda *a: passes.append(1))
     logps, entropy = shared_prompt.logps_and_entropies(model, ids, mask, C, compute_entropy=True)
+    first.remove()
+    lengths = cmask.sum(1).tolist()
+    group_runs = [len({lengths[r] for r in rows}) if pass_cost == 0 else 1 for rows in ([0, 1, 4], [2, 3, 5])]
+    runs = sum(group_runs)
+    assert len(set(lengths)) > 2 and len(passes) == 2 + runs  # two states, then the actions' runs
     assert logps.shape == ref_logps.shape == (6, C)
     assert (logps * cmask).abs().sum() > 1  # real log-probs, not a masked-out zero tensor
     torch.testing.assert_close(logps * cmask, ref_logps * cmask, rtol=1e-9, atol=1e-9)
     torch.testing.assert_close(entropy * cmask, ref_entropy * cmask, rtol=1e-9, atol=1e-9)
     new_grads = grads(logps)
     assert any(g.abs().sum() > 0 for g in ref_grads.values())
-    for name, g in ref_grads.items():
-        torch.testing.assert_close(new_grads[name], g, rtol=1e-6, atol=1e-6, msg=name)  # TRL's head: float32 inside
+    for name, g in ref_grads.items():  # TRL's head computes in float32 inside, tiled by the batch's shape
+        torch.testing.assert_close(new_grads[name], g, rtol=1e-6, atol=1e-6 * max(1.0, float(g.abs().max())),
+                                   msg=name)
     # train.gradient_checkpointing: the states' and the actions' forward recomputed in backward,
     # one layer at a time (the last layer first, just before its own backward), same numbers
     layers = model.get_base_model().model.layers
@@ -440,8 +476,8 @@ def test_shared_prompt_loss_equals_trls_per_row_path(tiny_model_dir):
     for handle in handles:
         handle.remove()
     replayed = ran[forwards:]
-    # every layer of both states and of both groups of actions
-    assert len(layers) > 1 and sorted(replayed) == sorted(list(range(len(layers))) * 4)
+    # every layer of both states and of each batch of actions
+    assert len(layers) > 1 and sorted(replayed) == sorted(list(range(len(layers))) * (2 + runs))
     assert replayed[0] == len(layers) - 1  # not the whole state's forward replayed from layer 0
     for name, g in new_grads.items():
         torch.testing.assert_close(ckpt_grads[name], g, rtol=1e-12, atol=1e-12, msg=name)
@@ -456,7 +492,8 @@ def test_shared_prompt_loss_equals_trls_per_row_path(tiny_model_dir):
     logps_settled, entropy_settled = shared_prompt.logps_and_entropies(
         model, ids, mask, C, compute_entropy=True, settled=settled)
     hook.remove()
-    assert grad_on == [False, False, True, True]  # state [0, 1, 4] and its actions, then [2, 3, 5]'s
+    # state [0, 1, 4] and its actions, then [2, 3, 5]'s
+    assert grad_on == [False] * (1 + group_runs[0]) + [True] * (1 + group_runs[1])
     assert torch.equal(logps_settled, logps.detach()) and torch.equal(entropy_settled, entropy.detach())
     fresh, _ = shared_prompt.logps_and_entropies(model, ids, mask, C, compute_entropy=False)
     settled_grads, weighted_grads = grads(logps_settled * advantage), grads(fresh * advantage)
@@ -467,6 +504,65 @@ def test_shared_prompt_loss_equals_trls_per_row_path(tiny_model_dir):
     assert torch.equal(every, fresh.detach())
     zero = grads(every * advantage)  # every trainable weight gets its gradient, a zero one
     assert zero.keys() == weighted_grads.keys() and all(not g.any() for g in zero.values())
+
+
+def test_state_gradient_off_differentiates_the_actions_only(tiny_model_dir):
+    """train.state_gradient false: the same log-probs; the gradient of each row computed with its
+    state's keys and values detached (row by row here, no sharing); not the exact gradient; and under
+    checkpointing only the actions' layers are replayed (the state has no backward pass)."""
+    import torch
+
+    from swirl_lite.backends.hf import plain_cache
+    from swirl_lite.compat import with_cache
+    from swirl_lite.models import load_tokenizer
+    from swirl_lite.training import shared_prompt
+
+    tok = load_tokenizer(tiny_model_dir)
+    model = lora_with_fused_head(tiny_model_dir, temperature=0.7)
+    ids, mask, C, cmask = grpo_batch(tok)
+
+    def grads(logps):
+        model.zero_grad()
+        (logps * cmask).sum().backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+    rows = []
+    for i in range(ids.size(0)):
+        prompt = ids[i, :-C][mask[i, :-C].bool()]
+        cache = plain_cache(model.config)
+        with torch.no_grad():
+            model(input_ids=prompt[None, :-1], use_cache=True, logits_to_keep=1, **with_cache(model, cache))
+        seq = torch.cat([prompt[-1:], ids[i, -C:]])[None]
+        labels = seq.clone()
+        labels[0, 0] = -100
+        labels[0, 1:][mask[i, -C:] == 0] = -100
+        seq_mask = torch.cat([mask.new_ones(prompt.numel()), mask[i, -C:]])[None]
+        out = model(input_ids=seq, attention_mask=seq_mask, labels=labels, fused_lm_head=True,
+                    **with_cache(model, cache))
+        rows.append(out.log_probs[0, -C:])
+    ref_grads = grads(torch.stack(rows))
+    exact_grads = grads(shared_prompt.logps_and_entropies(model, ids, mask, C, False)[0])
+    exact = shared_prompt.logps_and_entropies(model, ids, mask, C, False)[0].detach()
+    layers = model.get_base_model().model.layers
+    ran = []
+    for checkpointed in (False, True):
+        ran.clear()
+        handles = [layer.self_attn.register_forward_hook(lambda m, *a: ran.append(m.layer_idx)) for layer in layers]
+        cut, _ = shared_prompt.logps_and_entropies(model, ids, mask, C, False, checkpointed=checkpointed,
+                                                   state_gradient=False)
+        torch.testing.assert_close(cut * cmask, exact * cmask, rtol=1e-12, atol=1e-12)
+        forwards = len(ran)
+        cut_grads = grads(cut)
+        for handle in handles:
+            handle.remove()
+        assert forwards == 4 * len(layers)  # two states and two groups of actions, once each
+        # checkpointed: the two groups of actions replayed, not the states
+        assert sorted(ran[forwards:]) == (sorted(list(range(len(layers))) * 2) if checkpointed else [])
+        assert any(g.abs().sum() > 0 for g in cut_grads.values())
+        for name, g in ref_grads.items():
+            torch.testing.assert_close(cut_grads[name], g, rtol=1e-9, atol=1e-12, msg=name)
+        # an approximation: the layers' weights also shape the state's keys and values
+        assert any(not torch.allclose(cut_grads[n], exact_grads[n]) for n in cut_grads)
 
 
 def test_shared_prompt_generate_matches_plain_generate(tiny_model_dir):
@@ -522,6 +618,61 @@ def test_shared_prompt_sampling_draws_what_plain_generate_draws(tiny_model_dir):
         shared = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
     assert torch.equal(shared, plain)
     assert len({tuple(r) for r in plain[:, ids.size(1):].tolist()}) > 2  # really sampled
+
+
+def test_loss_reads_the_states_sampling_ran(tiny_model_dir):
+    """SampledStates: sampling keeps each state's keys and values; the loss of the same optimizer
+    step reads them for a state without autograd (train.state_gradient false, or a settled group)
+    instead of running it, with the same log-probs and gradients bit for bit; at another step, or
+    for a state it did not sample, the state runs again."""
+    import torch
+    from transformers import GenerationConfig
+
+    from swirl_lite.models import load_tokenizer
+    from swirl_lite.training import shared_prompt
+    from swirl_lite.training.rl import bind_stop_strings
+
+    tok = load_tokenizer(tiny_model_dir)
+    model = lora_with_fused_head(tiny_model_dir, temperature=1.0)
+    ids, mask, C, cmask = grpo_batch(tok)
+    bind_stop_strings(model, tok, share_prompt=True)
+    states = model.generate.sampled_states
+    states.start(step=3)
+    config = GenerationConfig(max_new_tokens=4, do_sample=False, pad_token_id=tok.pad_token_id,
+                              eos_token_id=tok.eos_token_id)
+    with torch.no_grad():
+        model.generate(input_ids=ids[:, :-C], attention_mask=mask[:, :-C], generation_config=config)
+    assert len(states.entries) == 2  # the two states, each but its last token
+    layers = model.get_base_model().model.layers
+    ran = []
+    hooks = [layer.self_attn.register_forward_hook(lambda m, *a: ran.append(m.layer_idx)) for layer in layers]
+
+    def loss(step, settled=None, state_gradient=False):
+        ran.clear()
+        logps, _ = shared_prompt.logps_and_entropies(
+            model, ids, mask, C, False, checkpointed=True, settled=settled, state_gradient=state_gradient,
+            sampled=lambda prefix: states.get(prefix, step))
+        forwards = len(ran)
+        model.zero_grad()
+        if logps.requires_grad:
+            (logps * cmask).sum().backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        return logps.detach(), grads, forwards
+
+    fresh, fresh_grads, fresh_forwards = loss(step=4)  # a later step: weights may have changed
+    reused, reused_grads, reused_forwards = loss(step=3)
+    assert fresh_forwards == 4 * len(layers) and reused_forwards == 2 * len(layers)  # the actions only
+    assert torch.equal(reused, fresh) and fresh_grads.keys() == reused_grads.keys() and fresh_grads
+    for name, g in fresh_grads.items():
+        assert torch.equal(reused_grads[name], g), name
+    # the exact gradient (state_gradient on) runs a live group's state; a settled group's is read
+    settled = torch.tensor([True, True, False, False, True, False])
+    exact, _, exact_forwards = loss(step=3, settled=settled, state_gradient=True)
+    assert exact_forwards == 3 * len(layers) and torch.equal(exact, fresh)
+    states.start(step=5)  # a new generation batch forgets the last one's states
+    assert loss(step=5)[2] == 4 * len(layers)
+    for hook in hooks:
+        hook.remove()
 
 
 def test_sampling_writes_each_token_into_a_preallocated_cache(tiny_model_dir):

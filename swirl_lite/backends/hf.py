@@ -181,15 +181,37 @@ def prefill_groups(lengths: Sequence[int], rows: int, overhead: int) -> list[lis
     a dynamic program over k (O(n^2), n the distinct prompts of a batch). [] where nothing saves.
     Hand-written: transformers' and TRL's generate pad a batch to its longest prompt, and vLLM's
     scheduler (which does this, and more) is another engine."""
+    order, best, cut = _longest_runs(lengths, overhead)
+    n = [lengths[i] for i in order]
+    k = min(range(len(n) + 1), key=lambda k: best[k] + rows * (n[k] if k < len(n) else 1))
+    return _runs(order, cut, k)
+
+
+def padded_runs(lengths: Sequence[int], overhead: int) -> list[list[int]]:
+    """`lengths` (indices into it) cut into batches, each padded to its longest, that run the fewest
+    positions, each batch costing `overhead` positions more (a pass's fixed cost): the GRPO loss
+    runs a state's actions this way (`training/shared_prompt.py`), so one long action does not pad
+    the other seven to its length. Longest first; [[every index]] where one batch is cheapest."""
+    order, _, cut = _longest_runs(lengths, overhead)
+    return _runs(order, cut, len(order))
+
+
+def _longest_runs(lengths: Sequence[int], overhead: int) -> tuple[list[int], list[float], list[int]]:
+    """The dynamic program of `prefill_groups` and `padded_runs`: `order` sorts `lengths` longest
+    first; best[k] is the fewest positions that run its k longest in runs of neighbours (each run
+    padded to its first, + `overhead`), cut[k] where the last of those runs starts."""
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     n = [lengths[i] for i in order]
-    best, cut = [0.0] + [math.inf] * len(n), [0] * (len(n) + 1)  # best[k]: the k longest, grouped
+    best, cut = [0.0] + [math.inf] * len(n), [0] * (len(n) + 1)
     for k in range(1, len(n) + 1):
         for j in range(k):
             cost = best[j] + (k - j) * n[j] + overhead
             if cost < best[k]:
                 best[k], cut[k] = cost, j
-    k = min(range(len(n) + 1), key=lambda k: best[k] + rows * (n[k] if k < len(n) else 1))
+    return order, best, cut
+
+
+def _runs(order: list[int], cut: list[int], k: int) -> list[list[int]]:
     groups = []
     while k:
         groups.append([order[i] for i in range(cut[k], k)])

@@ -58,13 +58,15 @@ def bind_stop_strings(model, tokenizer, share_prompt: bool = False) -> None:
 
     Sequences that stop early are padded by `generate`; where pad differs from EOS those pads would
     count as sampled tokens, so they become EOS, which TRL masks after the first one. With
-    `share_prompt`, rows with the same prompt share one prefill (`shared_prompt.generate`).
+    `share_prompt`, rows with the same prompt share one prefill (`shared_prompt.generate`), and
+    each state's keys and values are kept in `model.generate.sampled_states` for the loss.
     """
     if getattr(model.generate, "_swirl_bound", False):
         return
     from swirl_lite.training import shared_prompt
 
     original = model.generate
+    states = shared_prompt.SampledStates() if share_prompt else None
     pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
 
     @functools.wraps(original)
@@ -74,7 +76,7 @@ def bind_stop_strings(model, tokenizer, share_prompt: bool = False) -> None:
         groups = shared_prompt.shared_groups(ids, mask) if share_prompt and not args and mask is not None else None
         if groups:
             rest = {k: v for k, v in kwargs.items() if k not in ("input_ids", "attention_mask")}
-            out = shared_prompt.generate(model, original, ids, mask, groups, **rest)
+            out = shared_prompt.generate(model, original, ids, mask, groups, states, **rest)
         else:
             out = original(*args, **kwargs)
         if pad is not None and eos is not None and pad != eos and hasattr(out, "masked_fill"):
@@ -84,6 +86,7 @@ def bind_stop_strings(model, tokenizer, share_prompt: bool = False) -> None:
         return out
 
     generate._swirl_bound = True
+    generate.sampled_states = states
     model.generate = generate
 
 
@@ -102,8 +105,13 @@ def shared_prompt_trainer():
         # turn it off (README, Benchmarks; `swirl-lite bench train --settled` times the loss).
         skip_settled = True
         _settled = None  # per row of the batch in _compute_loss
+        state_gradient = True  # train.state_gradient (set by build_trainer)
+        sampled_states = None  # the generate wrapper's SampledStates (set by build_trainer)
+        _in_loss = False
 
         def _generate_and_score_completions(self, inputs):
+            if self.sampled_states is not None:
+                self.sampled_states.start(self.state.global_step)
             out = super()._generate_and_score_completions(inputs)
             if self.model.training:  # before TRL shuffles the rows: a state's G actions are contiguous
                 out["advantages"] = shared_prompt.untie(out["advantages"], self.num_generations)
@@ -112,10 +120,11 @@ def shared_prompt_trainer():
         def _compute_loss(self, model, inputs):
             if self.skip_settled and model.training:
                 self._settled = shared_prompt.settled_rows(inputs["advantages"], self.beta)
+            self._in_loss = True
             try:
                 return super()._compute_loss(model, inputs)
             finally:
-                self._settled = None
+                self._settled, self._in_loss = None, False
 
         def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep,
                                                batch_size=None, compute_entropy=False,
@@ -133,8 +142,17 @@ def shared_prompt_trainer():
                     self.accelerator.autocast():
                 logps, entropies = shared_prompt.logps_and_entropies(
                     model, input_ids, attention_mask, logits_to_keep, compute_entropy, groups,
-                    checkpointed=bool(self.args.gradient_checkpointing), settled=self._settled)
+                    checkpointed=bool(self.args.gradient_checkpointing), settled=self._settled,
+                    state_gradient=self.state_gradient, sampled=self._sampled())
             return logps, entropies, None
+
+        def _sampled(self):
+            """The lookup of this step's sampled states, for the policy's loss only (the reference
+            model's pass, adapter off, has other weights)."""
+            if not self._in_loss or self.sampled_states is None:
+                return None
+            step = self.state.global_step
+            return lambda prefix: self.sampled_states.get(prefix, step)
 
     return SharedPromptGRPOTrainer
 
@@ -164,11 +182,20 @@ def build_trainer(recipe: Recipe, loaded, rows: list[dict], reward, output_dir: 
     funcs = [reward, *extra_rewards]
     if extra_rewards:
         args.reward_weights = [1.0] + [0.0] * len(extra_rewards)  # logged, not optimised
+    if not recipe.train.state_gradient and not share:
+        raise ValueError(
+            "train.state_gradient: false needs each state run once for its actions (train.share_prompt "
+            "on a plain transformers model in one process, not unsloth); set train.state_gradient: true"
+        )
     trainer_class = shared_prompt_trainer() if share else GRPOTrainer
-    return trainer_class(
+    trainer = trainer_class(
         model=loaded.model,
         reward_funcs=funcs,
         args=args,
         train_dataset=dataset,
         processing_class=loaded.tokenizer,
     )
+    if share:
+        trainer.state_gradient = recipe.train.state_gradient
+        trainer.sampled_states = getattr(loaded.model.generate, "sampled_states", None)
+    return trainer

@@ -62,8 +62,37 @@ def supported(model) -> bool:
     return True
 
 
-def _prefix_cache(model, prefix, repeats: int, checkpointed: bool = False):
+class SampledStates:
+    """Each state's keys and values as GRPO's sampling computed them (`generate`), kept for the
+    loss of the same optimizer step, which reads them instead of running the state again wherever
+    the state needs no gradient (a settled group, `train.state_gradient` false).
+
+    The weights must not have changed in between: an entry is read only at the optimizer step it
+    was written at (`start`), and only by the loss (not by the reference model's pass, whose weights
+    differ: adapter off). Sampling runs each state alone, without autograd, as the loss's
+    no-autograd pass does, so on the CPU's float32 the values are the same bit for bit
+    (`tests/test_train.py`); where the two pass differ in precision (GPU autocast) they agree to it.
+    """
+
+    def __init__(self) -> None:
+        self.step: int | None = None
+        self.entries: dict[tuple[int, ...], list[tuple[Any, Any]]] = {}
+
+    def start(self, step: int) -> None:
+        """A new generation batch at optimizer step `step`: forget the previous states."""
+        self.step, self.entries = step, {}
+
+    def put(self, prefix, layers: list[tuple[Any, Any]]) -> None:
+        self.entries[tuple(prefix.tolist())] = layers
+
+    def get(self, prefix, step: int) -> list[tuple[Any, Any]] | None:
+        return self.entries.get(tuple(prefix.tolist())) if step == self.step else None
+
+
+def _prefix_cache(model, prefix, repeats: int, checkpointed: bool = False, layers=None):
     """Keys and values of `prefix` (1-D ids) for `repeats` rows; None for an empty prefix.
+    `layers`: the prefix's (keys, values) per layer, computed already (`SampledStates`), used
+    instead of running the model.
 
     `checkpointed` (the loss, under `train.gradient_checkpointing`): the prefix's activations are not
     kept for the backward pass but recomputed there, one decoder layer at a time (torch's
@@ -80,29 +109,52 @@ def _prefix_cache(model, prefix, repeats: int, checkpointed: bool = False):
     if prefix.numel() == 0:
         return None
     cache = plain_cache(model.config)
-    if checkpointed and torch.is_grad_enabled():
+    if layers is not None:
+        for layer, (keys, values) in zip(cache.layers, layers, strict=True):
+            layer.keys, layer.values = keys, values
+            layer.device, layer.dtype, layer.is_initialized = keys.device, keys.dtype, True
+    elif checkpointed and torch.is_grad_enabled():
         # each layer checkpointed here, transformers' own (which would drop the cache) off
         with _checkpoint_each_layer(model, cache):
             model(input_ids=prefix[None], use_cache=True, logits_to_keep=1, **with_cache(model, cache))
     else:
         model(input_ids=prefix[None], use_cache=True, logits_to_keep=1, **with_cache(model, cache))
-    if repeats > 1:  # views of the one row, not copies: the backward pass sums the rows' gradients into it
-        for layer in cache.layers:
-            layer.keys = layer.keys.expand(repeats, *layer.keys.shape[1:])
-            layer.values = layer.values.expand(repeats, *layer.values.shape[1:])
-    return cache
+    return _repeated(cache, repeats)
 
 
-def _decode_cache(model, prefixes, owner: list[int], room: int):
+def _repeated(cache, repeats: int):
+    """`cache` (one row) as `repeats` rows: a new cache whose layers are views of the one row, not
+    copies, so the backward pass sums the rows' gradients into it. `cache` itself is unchanged by
+    what a forward pass appends to the new one (each batch of actions reads the state alone)."""
+    import copy
+
+    if cache is None:
+        return None
+    out = copy.copy(cache)
+    out.layers = []
+    for layer in cache.layers:
+        mine = copy.copy(layer)
+        mine.keys = layer.keys.expand(repeats, *layer.keys.shape[1:])
+        mine.values = layer.values.expand(repeats, *layer.values.shape[1:])
+        out.layers.append(mine)
+    return out
+
+
+def _decode_cache(model, prefixes, owner: list[int], room: int, states: SampledStates | None = None):
     """`_prefix_cache` for sampling: each of `prefixes` runs through the model once; row i of the
     cache holds the keys and values of `prefixes[owner[i]]`, the rows left-padded to the longest,
     with `room` more positions allocated, so each sampled token is written in place. A DynamicLayer
     concatenates its whole cache with every token instead: with 8 rows of ~1,000-token states that
     copy was 60% of the time of a sampling step on the embedded model (torch profiler). The values
-    are the same, so are the samples. None when every prefix is empty."""
+    are the same, so are the samples. None when every prefix is empty. `states`: where each
+    prefix's own keys and values are kept for the loss."""
     from swirl_lite.backends.hf import cache_layers, left_padded_cache
 
     caches = [_prefix_cache(model, prefix, 1) for prefix in prefixes]
+    if states is not None:
+        for prefix, cache in zip(prefixes, caches, strict=True):
+            if cache is not None:
+                states.put(prefix, cache_layers(cache))
     layers = [cache_layers(c) if c is not None else None for c in caches]
     lengths = [prefixes[g].numel() for g in owner]
     if not any(lengths):
@@ -170,7 +222,8 @@ def _checkpoint_each_layer(model, cache, keep: bool = True):
 
 
 def logps_and_entropies(model, input_ids, attention_mask, logits_to_keep: int, compute_entropy: bool,
-                        groups: list[list[int]] | None = None, checkpointed: bool = False, settled=None):
+                        groups: list[list[int]] | None = None, checkpointed: bool = False, settled=None,
+                        state_gradient: bool = True, sampled=None):
     """TRL's per-token log-probabilities (and entropies) of the last `logits_to_keep` tokens.
 
     The model must carry TRL's fused LM head (`fused_lm_head=True` returns log-probabilities at the
@@ -180,6 +233,11 @@ def logps_and_entropies(model, input_ids, attention_mask, logits_to_keep: int, c
     (`_checkpoint_each_layer`). `settled`: a bool per row; a group whose rows are all settled (their
     loss has no gradient, see `settled_rows`) runs without autograd: the same values, no backward
     pass. If every group is settled, the result carries a zero gradient to every trainable weight.
+    `state_gradient` False (`train.state_gradient`): each state runs without autograd, so the
+    gradient reaches the weights through the actions' own tokens only, not through the state's keys
+    and values: an approximation, which saves the state's backward pass (and, checkpointed, its
+    replay). The values are the same. `sampled`: prefix ids -> that state's keys and values from
+    sampling or None (`SampledStates.get`), read for a state that runs without autograd.
     """
     import torch
 
@@ -191,11 +249,12 @@ def logps_and_entropies(model, input_ids, attention_mask, logits_to_keep: int, c
     frozen = [settled is not None and bool(settled[rows].all()) for rows in groups]
     for rows, no_grad in zip(groups, frozen, strict=True):
         with torch.no_grad() if no_grad else contextlib.nullcontext():
-            out = _state_forward(model, prompt_ids, prompt_mask, input_ids, attention_mask, C, rows, checkpointed)
-        for j, row in enumerate(rows):
-            logps[row] = out.log_probs[j, -C:]
+            outs = _state_forward(model, prompt_ids, prompt_mask, input_ids, attention_mask, C, rows, checkpointed,
+                                  state_gradient, sampled)
+        for row, (logp, entropy) in zip(rows, outs, strict=True):
+            logps[row] = logp
             if compute_entropy:
-                entropies[row] = out.entropy[j, -C:]
+                entropies[row] = entropy
     logps = torch.stack(logps)
     if all(frozen) and torch.is_grad_enabled():
         # Nothing to learn from this batch, but the optimizer still steps (Adam's moments move the
@@ -205,25 +264,51 @@ def logps_and_entropies(model, input_ids, attention_mask, logits_to_keep: int, c
 
 
 def _state_forward(model, prompt_ids, prompt_mask, input_ids, attention_mask, C: int, rows: list[int],
-                   checkpointed: bool):
-    """The fused head's output for `rows`, which share one state: the state once, then its actions."""
+                   checkpointed: bool, state_gradient: bool = True, sampled=None):
+    """(log-probabilities, entropies) of each of `rows`' C completion tokens, `rows` sharing one
+    state: the state runs once (without autograd unless `state_gradient`), then its actions.
+
+    The actions run in batches of similar length (`backends.hf.padded_runs`), each padded to its
+    own longest: TRL pads every completion to the batch's longest, and one action that rambles to
+    the length cap would otherwise make the other seven run that long. Padding is masked, so each
+    row's values are the ones the whole group's pass gives (up to float rounding, which depends on
+    the batch's shape); past its length a row gets 0, which TRL's masks drop.
+    """
     import torch
+    import torch.nn.functional as F
+
+    from swirl_lite.backends.hf import HFLLM, padded_runs
 
     first = rows[0]
     prompt = prompt_ids[first][prompt_mask[first].bool()]
-    k = len(rows)
     # The cache holds the prompt but its last token, which goes in front of the completion so
     # that its output (the first completion token's distribution) comes from the same call.
-    cache = _prefix_cache(model, prompt[:-1], k, checkpointed)
+    no_grad = not state_gradient or not torch.is_grad_enabled()
+    layers = sampled(prompt[:-1]) if sampled is not None and no_grad else None
+    with contextlib.nullcontext() if state_gradient else torch.no_grad():
+        state = _prefix_cache(model, prompt[:-1], 1, checkpointed, layers)
     completion, completion_mask = input_ids[rows, -C:], attention_mask[rows, -C:]
-    ids = torch.cat([prompt[-1:].expand(k, 1), completion], dim=1)
-    mask = torch.cat([prompt_mask.new_ones(k, prompt.numel()), completion_mask], dim=1)
-    labels = ids.clone()
-    labels[:, 0] = -100
-    labels[:, 1:][completion_mask == 0] = -100
-    replayed = checkpointed and cache is not None and torch.is_grad_enabled()
-    with _checkpoint_each_layer(model, cache, keep=False) if replayed else contextlib.nullcontext():
-        return model(input_ids=ids, attention_mask=mask, labels=labels, fused_lm_head=True, **with_cache(model, cache))
+    lengths = completion_mask.sum(1).tolist()
+    overhead = HFLLM.FORWARD_COST_CPU if input_ids.device.type == "cpu" else HFLLM.FORWARD_COST
+    outs = [None] * len(rows)
+    for run in padded_runs(lengths, overhead):
+        k, width = len(run), max(lengths[j] for j in run)
+        cache = _repeated(state, k)
+        ids = torch.cat([prompt[-1:].expand(k, 1), completion[run, :width]], dim=1)
+        mask = torch.cat([prompt_mask.new_ones(k, prompt.numel()), completion_mask[run, :width]], dim=1)
+        labels = ids.clone()
+        labels[:, 0] = -100
+        labels[:, 1:][completion_mask[run, :width] == 0] = -100
+        replayed = checkpointed and cache is not None and torch.is_grad_enabled()
+        with _checkpoint_each_layer(model, cache, keep=False) if replayed else contextlib.nullcontext():
+            out = model(input_ids=ids, attention_mask=mask, labels=labels, fused_lm_head=True,
+                        **with_cache(model, cache))
+        entropy = getattr(out, "entropy", None)
+        start = out.log_probs.size(1) - width  # the last `width` positions are the completion's
+        for i, j in enumerate(run):
+            outs[j] = (F.pad(out.log_probs[i, start:], (0, C - width)),
+                       None if entropy is None else F.pad(entropy[i, start:], (0, C - width)))
+    return outs
 
 
 def settled_rows(advantages, beta: float):
@@ -251,7 +336,8 @@ def untie(advantages, group_size: int):
     return rows.masked_fill(tied, 0.0).view_as(advantages)
 
 
-def generate(model, original, input_ids, attention_mask, groups: list[list[int]] | None = None, **kwargs) -> Any:
+def generate(model, original, input_ids, attention_mask, groups: list[list[int]] | None = None,
+             states: SampledStates | None = None, **kwargs) -> Any:
     """`original(input_ids=..., attention_mask=..., **kwargs)` with one prefill per distinct prompt.
 
     Every state runs through the model once; then one `generate` call samples every row, the rows
@@ -259,7 +345,7 @@ def generate(model, original, input_ids, attention_mask, groups: list[list[int]]
     GPU's decode steps G rows wide, and on a CPU read the weights once per state for every token).
     Returns what `generate` returns for the whole batch: the (left-padded) prompts followed by the
     completions, right-padded with the generation config's pad token. `groups` as for
-    `logps_and_entropies`.
+    `logps_and_entropies`; `states` keeps each state's keys and values for the loss.
     """
 
     config = kwargs.get("generation_config") or model.generation_config
@@ -274,7 +360,7 @@ def generate(model, original, input_ids, attention_mask, groups: list[list[int]]
         for row in rows:
             owner[row] = g
     # The cache holds each state but its last token, which generate feeds first.
-    cache = _decode_cache(model, [p[:-1] for p in prompts], owner, room)
+    cache = _decode_cache(model, [p[:-1] for p in prompts], owner, room, states)
     width = max(p.numel() for p in prompts)
     ids = input_ids.new_full((len(owner), width), pad)
     mask = attention_mask.new_zeros((len(owner), width))
