@@ -109,6 +109,21 @@ def test_bench_train_settled_times_both_cases_with_the_same_gradient(tmp_path, t
     assert "same LoRA gradients: yes" in " ".join(result.output.split())
 
 
+def test_bench_train_loss_times_four_ways_and_says_how_their_gradients_differ(tmp_path, tiny_model_dir):
+    out = tmp_path / "loss.json"
+    result = CliRunner().invoke(main, ["bench", "train", "--loss", "--model", tiny_model_dir,
+                                       "--demonstrations", "0", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    numbers = json.loads(out.read_text())
+    assert list(numbers["seconds"]) == ["one batch", "length runs", "no state gradient", "+ sampled states"]
+    assert all(s > 0 for s in numbers["seconds"].values()) and numbers["ratio"]["one batch"] == 1.0
+    assert numbers["runs_vs_one_batch_max_rel_diff"] < 1e-4  # float rounding, not another gradient
+    assert 0 < numbers["cosine_exact_vs_no_state_gradient"] < 0.99999  # an approximation, not the same
+    assert numbers["sampled_states_same_gradient"] is True and numbers["long"] == 48
+    assert "sampled states: the same gradient" in " ".join(result.output.split())
+    assert all(len(line) <= 80 for line in result.output.splitlines())
+
+
 def test_bench_train_sampling_times_both_paths_with_the_same_greedy_tokens(tmp_path, tiny_model_dir):
     out = tmp_path / "sampling.json"
     result = CliRunner().invoke(main, ["bench", "train", "--sampling", "--model", tiny_model_dir, "--states", "3",

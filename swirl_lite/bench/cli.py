@@ -152,10 +152,12 @@ def bench_judge(models, modes, n_math, batch_size, generate_limit, max_new_token
               "the same) against none settled, in one process.")
 @click.option("--sampling", is_flag=True, help="Time GRPO's sampling with every state in one generate call "
               "against one call per state, in one process.")
-@click.option("--states", "n_states", default=2, show_default=True, help="--settled/--sampling: states per step.")
+@click.option("--loss", is_flag=True, help="Time the GRPO loss four ways (one batch, length runs, no state "
+              "gradient, sampled states) in one process, with how far their gradients differ.")
+@click.option("--states", "n_states", default=2, show_default=True, help="--settled/--sampling/--loss: states per step.")
 @click.option("--one", type=click.Choice(["per-row", "policy-only", "shared", "separate"]), hidden=True)
 def bench_train(model, steps, load_in_4bit, learn, reward, seed, demonstrations, arch, json_path, settled, sampling,
-                n_states, one) -> None:
+                loss, n_states, one) -> None:
     """Samples/s and peak memory of RL training: judge shared vs separate, state shared vs per row."""
     from swirl_lite.bench import train as bt
 
@@ -164,6 +166,10 @@ def bench_train(model, steps, load_in_4bit, learn, reward, seed, demonstrations,
             from swirl_lite.bench.settled import bench_settled
 
             result = bench_settled(model, states=n_states, demonstrations=demonstrations)
+        elif loss:
+            from swirl_lite.bench.loss import bench_loss
+
+            result = bench_loss(model, states=n_states, demonstrations=demonstrations)
         elif sampling:
             from swirl_lite.bench.sampling import bench_sampling
 

@@ -23,12 +23,18 @@ from swirl_lite.console import console, summary_table
 def _batch(tokenizer, rows: list[dict], generations: int):
     """Left-padded states, each repeated for `generations` right-padded actions (the state's own
     gold action with 0..G-1 spaces appended, so the actions differ in length)."""
+    actions = [[tokenizer(r["completion"][0]["content"] + " " * g, add_special_tokens=False)["input_ids"]
+                for g in range(generations)] for r in rows]
+    return grpo_batch(tokenizer, rows, actions)
+
+
+def grpo_batch(tokenizer, rows: list[dict], actions: list[list[list[int]]]):
+    """(ids, mask, C) of a GRPO batch as TRL lays it out: each of `rows`' states (chat template,
+    left-padded) repeated for each of its `actions` (token ids, right-padded to the longest, C)."""
     import torch
 
     prompts = [tokenizer.apply_chat_template(r["prompt"], add_generation_prompt=True, tokenize=False) for r in rows]
     prompt_ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
-    actions = [[tokenizer(r["completion"][0]["content"] + " " * g, add_special_tokens=False)["input_ids"]
-                for g in range(generations)] for r in rows]
     P = max(map(len, prompt_ids))
     C = max(len(a) for group in actions for a in group)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -38,6 +44,19 @@ def _batch(tokenizer, rows: list[dict], generations: int):
             ids.append([pad] * (P - len(prompt)) + prompt + action + [pad] * (C - len(action)))
             mask.append([0] * (P - len(prompt)) + [1] * len(prompt) + [1] * len(action) + [0] * (C - len(action)))
     return torch.tensor(ids), torch.tensor(mask), C
+
+
+def alternate(cases: dict, repeats: int) -> tuple[dict[str, list[float]], dict]:
+    """Call each of `cases` (name -> no-argument callable) in turn, `repeats` rounds, so a drift in
+    the machine's speed spreads over all of them: each call's seconds, and each case's last result."""
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    results = {}
+    for _ in range(repeats):
+        for name, case in cases.items():
+            started = time.perf_counter()
+            results[name] = case()
+            times[name].append(time.perf_counter() - started)
+    return times, results
 
 
 def medians_table(title: str, times: dict[str, list[float]], header: tuple[str, ...]) -> dict[str, float]:
@@ -78,19 +97,15 @@ def bench_settled(model: str = "embedded", states: int = 2, generations: int = 8
     cases = {"none": None, "first state": shared_prompt.settled_rows(advantage[:, 0], beta=0.0)}
 
     def once(settled):
-        policy.zero_grad()
-        started = time.perf_counter()
-        logps, _ = shared_prompt.logps_and_entropies(policy, ids, mask, C, True, checkpointed=True, settled=settled)
-        (-(logps * advantage * cmask).sum() / cmask.sum()).backward()
-        seconds = time.perf_counter() - started
-        return seconds, {n: p.grad.clone() for n, p in policy.named_parameters() if p.requires_grad}
+        def run():
+            policy.zero_grad()
+            logps, _ = shared_prompt.logps_and_entropies(policy, ids, mask, C, True, checkpointed=True,
+                                                         settled=settled)
+            (-(logps * advantage * cmask).sum() / cmask.sum()).backward()
+            return {n: p.grad.clone() for n, p in policy.named_parameters() if p.requires_grad}
+        return run
 
-    times: dict[str, list[float]] = {name: [] for name in cases}
-    grads = {}
-    for _ in range(repeats):
-        for name, settled in cases.items():
-            seconds, grads[name] = once(settled)
-            times[name].append(seconds)
+    times, grads = alternate({name: once(settled) for name, settled in cases.items()}, repeats)
     same = all(torch.equal(grads["none"][n], grads["first state"][n]) for n in grads["none"])
     median = medians_table(
         f"bench train --settled: {model}, {states} states x {generations} actions, "
