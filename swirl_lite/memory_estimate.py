@@ -166,12 +166,16 @@ def stage_memory(recipe: Recipe, dtype_bytes: int, seq: int | None = None) -> li
     if t.share_prompt:  # states once per group of G actions
         states = max(1, t.per_device_batch_size // t.num_generations)
         actions = t.per_device_batch_size * t.max_completion_length
+        # train.state_gradient false: a state keeps only its keys and values (no autograd)
+        state_kv = states * prompt * shape.layers * 2 * shape.kv_heads * shape.head_dim * dtype_bytes
         if t.gradient_checkpointing:  # keys, values and each layer's input; one layer's full set at a time
-            kept = states * prompt * shape.layers * (2 * shape.kv_heads * shape.head_dim + shape.hidden) * dtype_bytes
+            kept = state_kv + (states * prompt * shape.layers * shape.hidden * dtype_bytes if t.state_gradient else 0)
             inputs = actions * shape.layers * shape.hidden * dtype_bytes
-            acts = (kept + inputs + max(prompt, actions) * per_token_layer) / GB
-        else:
+            acts = (kept + inputs + max(prompt if t.state_gradient else 0, actions) * per_token_layer) / GB
+        elif t.state_gradient:
             acts = (states * prompt + actions) * shape.layers * per_token_layer / GB
+        else:
+            acts = (state_kv + actions * shape.layers * per_token_layer) / GB
     elif t.gradient_checkpointing:
         tokens = t.per_device_batch_size * (prompt + t.max_completion_length)
         acts = tokens * (shape.layers * shape.hidden * dtype_bytes + per_token_layer) / GB

@@ -292,7 +292,9 @@ def _train(recipe: Recipe, cost: _Cost, t: TaskTokens, state: float) -> tuple[in
     state_rows = states if shared else completions
     sample = cost.prefill(state_rows * state, state) + tr.gradient_accumulation_steps * cost.decode(
         action, tr.per_device_batch_size, state)
-    trained = state_rows * state + completions * action
+    # train.state_gradient false: the loss reads each state's keys and values from sampling and
+    # runs only the actions (training/shared_prompt.py)
+    trained = (state_rows * state if tr.state_gradient or not shared else 0) + completions * action
     # Shared states under checkpointing recompute their forward passes (training/shared_prompt.py):
     # not counted, since the CPU figures were fitted on runs from before it, and on the quickstart
     # it cost ~7% a step, within the noise of that (loaded) measurement (README, Quickstart).

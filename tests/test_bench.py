@@ -98,23 +98,23 @@ def test_bench_rollout_compares_lockstep_plain_generate_and_a_server(tmp_path, t
     assert not long, long
 
 
-def test_bench_train_settled_times_both_cases_with_the_same_gradient(tmp_path, tiny_model_dir):
-    out = tmp_path / "settled.json"
-    result = CliRunner().invoke(main, ["bench", "train", "--settled", "--model", tiny_model_dir,
-                                       "--demonstrations", "0", "--json", str(out)])
+def _bench(tmp_path, *args: str):
+    """`swirl-lite bench ARGS --json FILE`: its output and the numbers it wrote (it must succeed)."""
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(main, ["bench", *args, "--json", str(out)])
     assert result.exit_code == 0, result.output
-    numbers = json.loads(out.read_text())
+    return result, json.loads(out.read_text())
+
+
+def test_bench_train_settled_times_both_cases_with_the_same_gradient(tmp_path, tiny_model_dir):
+    result, numbers = _bench(tmp_path, "train", "--settled", "--model", tiny_model_dir, "--demonstrations", "0")
     assert set(numbers["seconds"]) == {"none", "first state"} and all(s > 0 for s in numbers["seconds"].values())
     assert numbers["same_gradient"] is True and numbers["states"] == 2 and numbers["generations"] == 8
     assert "same LoRA gradients: yes" in " ".join(result.output.split())
 
 
 def test_bench_train_loss_times_four_ways_and_says_how_their_gradients_differ(tmp_path, tiny_model_dir):
-    out = tmp_path / "loss.json"
-    result = CliRunner().invoke(main, ["bench", "train", "--loss", "--model", tiny_model_dir,
-                                       "--demonstrations", "0", "--json", str(out)])
-    assert result.exit_code == 0, result.output
-    numbers = json.loads(out.read_text())
+    result, numbers = _bench(tmp_path, "train", "--loss", "--model", tiny_model_dir, "--demonstrations", "0")
     assert list(numbers["seconds"]) == ["one batch", "length runs", "no state gradient", "+ sampled states"]
     assert all(s > 0 for s in numbers["seconds"].values()) and numbers["ratio"]["one batch"] == 1.0
     assert numbers["runs_vs_one_batch_max_rel_diff"] < 1e-4  # float rounding, not another gradient
@@ -125,11 +125,8 @@ def test_bench_train_loss_times_four_ways_and_says_how_their_gradients_differ(tm
 
 
 def test_bench_train_sampling_times_both_paths_with_the_same_greedy_tokens(tmp_path, tiny_model_dir):
-    out = tmp_path / "sampling.json"
-    result = CliRunner().invoke(main, ["bench", "train", "--sampling", "--model", tiny_model_dir, "--states", "3",
-                                       "--demonstrations", "0", "--json", str(out)])
-    assert result.exit_code == 0, result.output
-    numbers = json.loads(out.read_text())
+    result, numbers = _bench(tmp_path, "train", "--sampling", "--model", tiny_model_dir, "--states", "3",
+                             "--demonstrations", "0")
     assert set(numbers["seconds"]) == {"one call per state", "one call for all"}
     assert all(s > 0 for s in numbers["seconds"].values()) and numbers["ratio"] > 0
     assert numbers["same_greedy_tokens"] is True and numbers["states"] == 3 and numbers["generations"] == 8
@@ -137,11 +134,7 @@ def test_bench_train_sampling_times_both_paths_with_the_same_greedy_tokens(tmp_p
 
 
 def test_bench_linear_times_each_shape_and_decodes_the_same_tokens(tmp_path, tiny_model_dir):
-    out = tmp_path / "linear.json"
-    result = CliRunner().invoke(main, ["bench", "linear", "--model", tiny_model_dir, "--rows", "1,16",
-                                       "--tokens", "4", "--json", str(out)])
-    assert result.exit_code == 0, result.output
-    numbers = json.loads(out.read_text())
+    result, numbers = _bench(tmp_path, "linear", "--model", tiny_model_dir, "--rows", "1,16", "--tokens", "4")
     used = {(r["shape"], r["rows"]): r["used"] for r in numbers["layers"]}
     # only the large output layer swaps, and it takes the transposed form at 16 rows, not at 1
     assert used[("49152x64", 16)] and not used[("49152x64", 1)] and not used[("64x64", 16)]

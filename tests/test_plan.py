@@ -192,6 +192,16 @@ def test_shared_states_hold_each_state_once_without_checkpointing():
     assert abs(kept - (2 * 1024 * (kv + inputs) + 16 * 48 * inputs + 1024 * layer) / 1024**3) < 1e-9
     assert kept < 0.15 * shared.activations
     assert abs(per_row.activations - 16 * (1024 + 48) * (30 * 576 * 4 + layer) / 1024**3) < 1e-9
+    # train.state_gradient false: a state keeps its keys and values only, no layer inputs, no replay
+    cut = stage_memory(load_recipe(ROOT / "recipes" / "learn-cpu.yaml", ["train.state_gradient=false"]), 4)[2]
+    assert abs(cut.activations - (2 * 1024 * kv + 16 * 48 * (inputs + layer)) / 1024**3) < 1e-9
+    assert cut.activations < 0.6 * kept
+
+
+def test_no_state_gradient_plans_a_loss_over_the_actions_only():
+    exact = _seconds(_plan("learn-cpu", "cpu"))
+    cut = _seconds(_plan("learn-cpu", "cpu", "train.state_gradient=false"))
+    assert cut["train"] < 0.8 * exact["train"] and cut["generate"] == exact["generate"]
 
 
 def test_gpu_plans_show_the_time_at_the_measured_layer_cost_and_cpu_plans_do_not(tmp_path):
