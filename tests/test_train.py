@@ -122,10 +122,12 @@ def test_swirl_trains_only_the_adapter(tmp_path, tiny_model_dir, monkeypatch):
     assert all((v == _weights(tiny_model_dir)[k]).all() for k, v in base_before.items())
 
 
-def test_state_gradient_off_trains_from_the_sampled_states(tmp_path, tiny_model_dir, monkeypatch):
+@pytest.mark.parametrize("beta", [0.0, 0.04])
+def test_state_gradient_off_trains_from_the_sampled_states(tmp_path, tiny_model_dir, monkeypatch, beta):
     """train.state_gradient false through the train stage: every state the loss needs comes from
-    the step's sampling (none runs again), and the adapter learns; without share_prompt the recipe
-    is refused in one line."""
+    the step's sampling (none runs again), and the adapter learns; with a KL term the reference
+    model's pass (adapter off: other weights) reads none; without share_prompt the recipe is
+    refused in one line."""
     from swirl_lite.config import RecipeError
     from swirl_lite.stages.train import train
     from swirl_lite.training import shared_prompt
@@ -135,7 +137,7 @@ def test_state_gradient_off_trains_from_the_sampled_states(tmp_path, tiny_model_
     monkeypatch.setattr(shared_prompt.SampledStates, "get",
                         lambda self, prefix, step: lookups.append(real(self, prefix, step) is not None) or real(
                             self, prefix, step))
-    recipe, run = make_run(tmp_path, tiny_model_dir, state_gradient=False, beta=0.0)
+    recipe, run = make_run(tmp_path, tiny_model_dir, state_gradient=False, beta=beta)
     summary = train(recipe, run, scorer=VaryingScorer())
     assert summary["steps"] == 2 and summary["shared_states"] is True
     assert len(lookups) == 4 and all(lookups)  # 2 states a step, each read, never recomputed
