@@ -207,7 +207,7 @@ class TrainConfig(Section):
     state_gradient: bool = Field(
         True, description="swirl, share_prompt: backpropagate through each state's keys and values (exact). "
         "false: the state runs once without autograd, the gradient flows through the actions' own tokens "
-        "only (an approximation; no backward pass over the state).",
+        "only (an approximation: no backward pass over the state, but it learned less on the quickstart).",
     )
     solved_states: bool = Field(
         False, description="swirl: also train on each question's gold solved state (its gold tool calls "
