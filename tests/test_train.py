@@ -463,8 +463,10 @@ def test_shared_prompt_loss_equals_trls_per_row_path(tiny_model_dir, monkeypatch
     torch.testing.assert_close(entropy * cmask, ref_entropy * cmask, rtol=1e-9, atol=1e-9)
     new_grads = grads(logps)
     assert any(g.abs().sum() > 0 for g in ref_grads.values())
-    for name, g in ref_grads.items():  # TRL's head computes in float32 inside, tiled by the batch's shape
-        torch.testing.assert_close(new_grads[name], g, rtol=1e-6, atol=1e-6 * max(1.0, float(g.abs().max())),
+    # TRL's head computes in float32 inside, tiled by the batch's shape (and the threads' sums):
+    # measured up to 1.4e-6 of a tensor's largest element at 2 threads
+    for name, g in ref_grads.items():
+        torch.testing.assert_close(new_grads[name], g, rtol=1e-5, atol=1e-5 * max(1.0, float(g.abs().max())),
                                    msg=name)
     # train.gradient_checkpointing: the states' and the actions' forward recomputed in backward,
     # one layer at a time (the last layer first, just before its own backward), same numbers
@@ -561,8 +563,9 @@ def test_state_gradient_off_differentiates_the_actions_only(tiny_model_dir):
         # checkpointed: the two groups of actions replayed, not the states
         assert sorted(ran[forwards:]) == (sorted(list(range(len(layers))) * 2) if checkpointed else [])
         assert any(g.abs().sum() > 0 for g in cut_grads.values())
-        for name, g in ref_grads.items():
-            torch.testing.assert_close(cut_grads[name], g, rtol=1e-9, atol=1e-12, msg=name)
+        for name, g in ref_grads.items():  # float32 inside TRL's head, other batch shapes: rounding
+            torch.testing.assert_close(cut_grads[name], g, rtol=1e-5, atol=1e-5 * max(1.0, float(g.abs().max())),
+                                       msg=name)
         # an approximation: the layers' weights also shape the state's keys and values
         assert any(not torch.allclose(cut_grads[n], exact_grads[n]) for n in cut_grads)
 
