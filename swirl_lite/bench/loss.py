@@ -25,14 +25,13 @@ from swirl_lite.console import console
 def _actions(tokenizer, rows: list[dict], generations: int, long: int) -> list[list[list[int]]]:
     """Per state: its gold action padded out to `long` tokens, then G-1 copies of the gold action
     with 0.. spaces appended (so the others differ in length a little)."""
+    from swirl_lite.bench.settled import spaced_actions
+
+    filler = tokenizer(" and", add_special_tokens=False)["input_ids"]
     out = []
     for row in rows:
-        gold = tokenizer(row["completion"][0]["content"], add_special_tokens=False)["input_ids"]
-        filler = tokenizer(" and", add_special_tokens=False)["input_ids"]
-        first = (gold + filler * long)[:long]
-        rest = [tokenizer(row["completion"][0]["content"] + " " * g, add_special_tokens=False)["input_ids"]
-                for g in range(generations - 1)]
-        out.append([first, *rest])
+        spaced = spaced_actions(tokenizer, row, generations)  # spaced[0]: the gold action itself
+        out.append([(spaced[0] + filler * long)[:long], *spaced[: generations - 1]])
     return out
 
 
@@ -75,8 +74,7 @@ def bench_loss(model: str = "embedded", states: int = 2, generations: int = 8, d
     with torch.no_grad():  # what GRPO's sampling computed for each state (its prefix: all but the last token)
         for g in range(states):
             prefix = prompt_ids[g * generations][prompt_mask[g * generations].bool()][:-1]
-            sampled.put(prefix, [(layer.keys, layer.values) for layer in
-                                 shared_prompt._prefix_cache(policy, prefix, 1).layers])
+            sampled.put(prefix, shared_prompt._prefix_cache(policy, prefix))
 
     def loss(state_gradient: bool = True, one_batch: bool = False, reuse: bool = False):
         def run():

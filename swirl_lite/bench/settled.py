@@ -23,9 +23,13 @@ from swirl_lite.console import console, summary_table
 def _batch(tokenizer, rows: list[dict], generations: int):
     """Left-padded states, each repeated for `generations` right-padded actions (the state's own
     gold action with 0..G-1 spaces appended, so the actions differ in length)."""
-    actions = [[tokenizer(r["completion"][0]["content"] + " " * g, add_special_tokens=False)["input_ids"]
-                for g in range(generations)] for r in rows]
-    return grpo_batch(tokenizer, rows, actions)
+    return grpo_batch(tokenizer, rows, [spaced_actions(tokenizer, r, generations) for r in rows])
+
+
+def spaced_actions(tokenizer, row: dict, n: int) -> list[list[int]]:
+    """`row`'s gold action with 0..n-1 spaces appended, as token ids (actions of other lengths)."""
+    return [tokenizer(row["completion"][0]["content"] + " " * g, add_special_tokens=False)["input_ids"]
+            for g in range(n)]
 
 
 def grpo_batch(tokenizer, rows: list[dict], actions: list[list[list[int]]]):

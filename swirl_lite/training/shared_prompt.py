@@ -63,9 +63,10 @@ def supported(model) -> bool:
 
 
 class SampledStates:
-    """Each state's keys and values as GRPO's sampling computed them (`generate`), kept for the
-    loss of the same optimizer step, which reads them instead of running the state again wherever
-    the state needs no gradient (a settled group, `train.state_gradient` false).
+    """Each state's one-row cache as GRPO's sampling computed it (`generate`), kept for the loss of
+    the same optimizer step, which reads it instead of running the state again wherever the state
+    needs no gradient (a settled group, `train.state_gradient` false). Nothing writes into a kept
+    cache: sampling copies it into its batch cache, the loss repeats it into new ones (`_repeated`).
 
     The weights must not have changed in between: an entry is read only at the optimizer step it
     was written at (`start`), and only by the loss (not by the reference model's pass, whose weights
@@ -76,23 +77,22 @@ class SampledStates:
 
     def __init__(self) -> None:
         self.step: int | None = None
-        self.entries: dict[tuple[int, ...], list[tuple[Any, Any]]] = {}
+        self.entries: dict[tuple[int, ...], Any] = {}
 
     def start(self, step: int) -> None:
         """A new generation batch at optimizer step `step`: forget the previous states."""
         self.step, self.entries = step, {}
 
-    def put(self, prefix, layers: list[tuple[Any, Any]]) -> None:
-        self.entries[tuple(prefix.tolist())] = layers
+    def put(self, prefix, cache) -> None:
+        self.entries[tuple(prefix.tolist())] = cache
 
-    def get(self, prefix, step: int) -> list[tuple[Any, Any]] | None:
+    def get(self, prefix, step: int) -> Any:
         return self.entries.get(tuple(prefix.tolist())) if step == self.step else None
 
 
-def _prefix_cache(model, prefix, repeats: int, checkpointed: bool = False, layers=None):
-    """Keys and values of `prefix` (1-D ids) for `repeats` rows; None for an empty prefix.
-    `layers`: the prefix's (keys, values) per layer, computed already (`SampledStates`), used
-    instead of running the model.
+def _prefix_cache(model, prefix, checkpointed: bool = False):
+    """The keys and values of `prefix` (1-D ids) in a one-row cache (`_repeated` makes it several
+    rows); None for an empty prefix.
 
     `checkpointed` (the loss, under `train.gradient_checkpointing`): the prefix's activations are not
     kept for the backward pass but recomputed there, one decoder layer at a time (torch's
@@ -109,17 +109,13 @@ def _prefix_cache(model, prefix, repeats: int, checkpointed: bool = False, layer
     if prefix.numel() == 0:
         return None
     cache = plain_cache(model.config)
-    if layers is not None:
-        for layer, (keys, values) in zip(cache.layers, layers, strict=True):
-            layer.keys, layer.values = keys, values
-            layer.device, layer.dtype, layer.is_initialized = keys.device, keys.dtype, True
-    elif checkpointed and torch.is_grad_enabled():
+    if checkpointed and torch.is_grad_enabled():
         # each layer checkpointed here, transformers' own (which would drop the cache) off
         with _checkpoint_each_layer(model, cache):
             model(input_ids=prefix[None], use_cache=True, logits_to_keep=1, **with_cache(model, cache))
     else:
         model(input_ids=prefix[None], use_cache=True, logits_to_keep=1, **with_cache(model, cache))
-    return _repeated(cache, repeats)
+    return cache
 
 
 def _repeated(cache, repeats: int):
@@ -150,11 +146,11 @@ def _decode_cache(model, prefixes, owner: list[int], room: int, states: SampledS
     prefix's own keys and values are kept for the loss."""
     from swirl_lite.backends.hf import cache_layers, left_padded_cache
 
-    caches = [_prefix_cache(model, prefix, 1) for prefix in prefixes]
+    caches = [_prefix_cache(model, prefix) for prefix in prefixes]
     if states is not None:
         for prefix, cache in zip(prefixes, caches, strict=True):
             if cache is not None:
-                states.put(prefix, cache_layers(cache))
+                states.put(prefix, cache)
     layers = [cache_layers(c) if c is not None else None for c in caches]
     lengths = [prefixes[g].numel() for g in owner]
     if not any(lengths):
@@ -236,7 +232,7 @@ def logps_and_entropies(model, input_ids, attention_mask, logits_to_keep: int, c
     `state_gradient` False (`train.state_gradient`): each state runs without autograd, so the
     gradient reaches the weights through the actions' own tokens only, not through the state's keys
     and values: an approximation, which saves the state's backward pass (and, checkpointed, its
-    replay). The values are the same. `sampled`: prefix ids -> that state's keys and values from
+    replay). The values are the same. `sampled`: prefix ids -> that state's one-row cache from
     sampling or None (`SampledStates.get`), read for a state that runs without autograd.
     """
     import torch
@@ -284,9 +280,10 @@ def _state_forward(model, prompt_ids, prompt_mask, input_ids, attention_mask, C:
     # The cache holds the prompt but its last token, which goes in front of the completion so
     # that its output (the first completion token's distribution) comes from the same call.
     no_grad = not state_gradient or not torch.is_grad_enabled()
-    layers = sampled(prompt[:-1]) if sampled is not None and no_grad else None
-    with contextlib.nullcontext() if state_gradient else torch.no_grad():
-        state = _prefix_cache(model, prompt[:-1], 1, checkpointed, layers)
+    state = sampled(prompt[:-1]) if sampled is not None and no_grad else None
+    if state is None:
+        with contextlib.nullcontext() if state_gradient else torch.no_grad():
+            state = _prefix_cache(model, prompt[:-1], checkpointed)
     completion, completion_mask = input_ids[rows, -C:], attention_mask[rows, -C:]
     lengths = completion_mask.sum(1).tolist()
     overhead = HFLLM.FORWARD_COST_CPU if input_ids.device.type == "cpu" else HFLLM.FORWARD_COST
