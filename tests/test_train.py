@@ -715,3 +715,28 @@ def test_untie_zeroes_only_groups_whose_actions_all_scored_the_same():
     out = untie(advantages, 8)
     assert torch.equal(out[:8], torch.zeros(8)) and torch.equal(out[16:], torch.zeros(8))
     assert torch.equal(out[8:16], advantages[8:16]) and bool((out[8:16] != 0).all())
+
+
+def test_no_sampled_states_are_kept_with_dropout(tiny_model_dir):
+    """With dropout (lora.dropout, or the model config's) every training-mode pass draws its own
+    masks, so the state sampling ran is not the one the loss would run: none is kept, and the loss
+    runs each state itself, as TRL's does."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from swirl_lite.models import load_tokenizer
+    from swirl_lite.training import shared_prompt
+    from swirl_lite.training.rl import bind_stop_strings
+
+    tok = load_tokenizer(tiny_model_dir)
+
+    def kept(lora_dropout: float, attention_dropout: float = 0.0):
+        base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+        base.config.attention_dropout = attention_dropout
+        model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, lora_dropout=lora_dropout,
+                                                target_modules=["q_proj"]))
+        bind_stop_strings(model, tok, share_prompt=True)
+        return model.generate.sampled_states
+
+    assert isinstance(kept(0.0), shared_prompt.SampledStates)
+    assert kept(0.1) is None and kept(0.0, attention_dropout=0.1) is None

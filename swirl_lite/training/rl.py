@@ -59,14 +59,15 @@ def bind_stop_strings(model, tokenizer, share_prompt: bool = False) -> None:
     Sequences that stop early are padded by `generate`; where pad differs from EOS those pads would
     count as sampled tokens, so they become EOS, which TRL masks after the first one. With
     `share_prompt`, rows with the same prompt share one prefill (`shared_prompt.generate`), and
-    each state's keys and values are kept in `model.generate.sampled_states` for the loss.
+    each state's keys and values are kept in `model.generate.sampled_states` for the loss, unless
+    the model has dropout (`shared_prompt.has_dropout`: the loss's pass is another draw).
     """
     if getattr(model.generate, "_swirl_bound", False):
         return
     from swirl_lite.training import shared_prompt
 
     original = model.generate
-    states = shared_prompt.SampledStates() if share_prompt else None
+    states = shared_prompt.SampledStates() if share_prompt and not shared_prompt.has_dropout(model) else None
     pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
 
     @functools.wraps(original)

@@ -62,6 +62,19 @@ def supported(model) -> bool:
     return True
 
 
+def has_dropout(model) -> bool:
+    """Whether a training-mode pass of `model` draws dropout masks (`lora.dropout`, or a model
+    config's dropout above 0): two passes of one state then differ, so the loss must not read the
+    state sampling ran (`SampledStates`) but draw its own, as TRL's loss does."""
+    import torch
+
+    if any(isinstance(m, torch.nn.Dropout) and m.p > 0 for m in model.modules()):
+        return True
+    config = getattr(model, "config", None)
+    settings = config.to_dict() if hasattr(config, "to_dict") else {}
+    return any(k.endswith("dropout") and isinstance(v, float) and v > 0 for k, v in settings.items())
+
+
 class SampledStates:
     """Each state's one-row cache as GRPO's sampling computed it (`generate`), kept for the loss of
     the same optimizer step, which reads it instead of running the state again wherever the state
