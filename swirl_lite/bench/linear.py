@@ -15,7 +15,7 @@ from __future__ import annotations
 import statistics
 import time
 
-from swirl_lite.bench.settled import medians_table
+from swirl_lite.bench.settled import alternate, medians_table
 from swirl_lite.console import console, summary_table
 
 
@@ -105,16 +105,9 @@ def bench_linear(model: str = "embedded", rows: tuple[int, ...] = (1, 4, 16, 32)
     def few():
         return decode(FewRowLinear)
 
-    cases = {"F.linear": plain, "few-row": few}
-    times: dict[str, list[float]] = {name: [] for name in cases}
-    outputs = {}
     with torch.no_grad():
         few()  # warm-up, untimed
-        for _ in range(repeats):
-            for name, run in cases.items():
-                started = time.perf_counter()
-                outputs[name] = run()
-                times[name].append(time.perf_counter() - started)
+        times, outputs = alternate({"F.linear": plain, "few-row": few}, repeats)
     median = medians_table(
         f"greedy decoding: {ids.size(0)} rows x {tokens} tokens after states of <= {ids.size(1)} tokens, "
         f"median of {repeats}", times, ("linear layers", "seconds", "x F.linear", "range s"))

@@ -14,9 +14,9 @@ each is reported with the ratio. Then both greedy, to show they produce the same
 
 from __future__ import annotations
 
-import time
+import itertools
 
-from swirl_lite.bench.settled import medians_table
+from swirl_lite.bench.settled import alternate, medians_table
 from swirl_lite.console import console
 
 
@@ -73,15 +73,17 @@ def bench_sampling(model: str = "embedded", states: int = 2, generations: int = 
     def one_call(cfg):
         return shared_prompt.generate(policy, original, ids, mask, groups, generation_config=cfg)[:, ids.size(1):]
 
+    def sampled(run):
+        rounds = itertools.count()
+
+        def case():
+            torch.manual_seed(next(rounds))  # round i of either case samples with seed i
+            return run(config(sample=True))
+        return case
+
     cases = {"one call per state": per_state, "one call for all": one_call}
-    times: dict[str, list[float]] = {name: [] for name in cases}
     with torch.no_grad():
-        for i in range(repeats):
-            for name, run in cases.items():
-                torch.manual_seed(i)
-                started = time.perf_counter()
-                run(config(sample=True))
-                times[name].append(time.perf_counter() - started)
+        times, _ = alternate({name: sampled(run) for name, run in cases.items()}, repeats)
         greedy = [run(config(sample=False)) for run in cases.values()]
     n = min(g.size(1) for g in greedy)
     same = torch.equal(greedy[0][:, :n], greedy[1][:, :n]) and all((g[:, n:] == pad).all() for g in greedy)

@@ -90,7 +90,7 @@ def run(recipe: Recipe, run_dir: RunDir, llm: Any = None) -> dict[str, Any]:
         console.print(
             f"generate: {len(jobs)} trajectories ({len(unique)} questions x {g.samples_per_question}), "
             f"backend {getattr(llm, 'name', g.backend)}, batch {g.batch_size}, "
-            f"max {max_steps} steps, {demos} demonstrations"
+            f"max {max_steps} steps, {demos} demonstration{'' if demos == 1 else 's'}"
         )
         writer = _ShardWriter(folder, next_shard, g.shard_size)
         with progress(tok="{task.fields[tok]} tok/s", calls="{task.fields[calls]} calls/s") as bar:
