@@ -175,6 +175,17 @@ def seed_for(base: int, *parts: object) -> int:
     return int.from_bytes(digest[:8], "big") >> 1
 
 
+class SeededCalls:
+    """For a backend's `generate`: numbers its calls, so that a call given no seeds draws one per
+    conversation from the recipe's seed and the call's number (the same on a rerun)."""
+
+    _calls = 0
+
+    def _call_seeds(self, params: SamplingParams, n: int, seeds: Sequence[int] | None) -> Sequence[int]:
+        self._calls += 1
+        return seeds if seeds is not None else [seed_for(params.seed, self._calls, i) for i in range(n)]
+
+
 def beyond_context(ids: Sequence[int], params: SamplingParams, max_context: int) -> Completion | None:
     """The empty `finish_reason="context"` completion of a prompt that leaves no room for
     `max_new_tokens` in the context; None when it fits."""

@@ -38,11 +38,11 @@ from typing import Any
 from swirl_lite.backends import (
     Completion,
     SamplingParams,
+    SeededCalls,
     Turn,
     beyond_context,
     cut_at_stop,
     generate_fitting,
-    seed_for,
 )
 from swirl_lite.compat import with_cache
 from swirl_lite.memory import trim
@@ -338,7 +338,7 @@ class _TurnState:
     generator: Any
 
 
-class HFLLM:
+class HFLLM(SeededCalls):
     """`LLM` over a transformers causal LM and its tokenizer (left padding, pad token set)."""
 
     name = "hf"
@@ -368,7 +368,6 @@ class HFLLM:
         tokenizer.padding_side = "left"
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
-        self._calls = 0
         self.last_cached: list[int] = []
         eos = getattr(model.generation_config, "eos_token_id", None)
         eos = eos if isinstance(eos, list) else [eos]
@@ -381,9 +380,7 @@ class HFLLM:
     def generate(
         self, conversations: list[list[dict]], params: SamplingParams, seeds: Sequence[int] | None = None
     ) -> list[Completion]:
-        self._calls += 1
-        if seeds is None:
-            seeds = [seed_for(params.seed, self._calls, i) for i in range(len(conversations))]
+        seeds = self._call_seeds(params, len(conversations), seeds)
         prompts = [self.prompt_ids(c) for c in conversations]
         return generate_fitting(
             prompts, params, self.max_context,

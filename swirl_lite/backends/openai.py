@@ -34,7 +34,7 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
-from swirl_lite.backends import Completion, SamplingParams, Turn, restore_stop, seed_for
+from swirl_lite.backends import Completion, SamplingParams, SeededCalls, Turn, restore_stop
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 _CONTEXT = re.compile(r"context.length|context window|maximum context|too long|exceed", re.IGNORECASE)
@@ -44,7 +44,7 @@ class EndpointError(RuntimeError):
     """The server refused or kept failing; the message is one line for the CLI."""
 
 
-class OpenAILLM:
+class OpenAILLM(SeededCalls):
     name = "openai"
     num_params = None  # unknown behind an API: demonstrations default to 1
 
@@ -74,7 +74,6 @@ class OpenAILLM:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
         self.client = httpx.Client(headers=headers, timeout=timeout_s, limits=limits, transport=transport)
-        self._calls = 0
         self._pool: ThreadPoolExecutor | None = None  # `advance`'s requests in flight
 
     @classmethod
@@ -113,9 +112,7 @@ class OpenAILLM:
     def generate(
         self, conversations: list[list[dict]], params: SamplingParams, seeds: Sequence[int] | None = None
     ) -> list[Completion]:
-        self._calls += 1
-        if seeds is None:
-            seeds = [seed_for(params.seed, self._calls, i) for i in range(len(conversations))]
+        seeds = self._call_seeds(params, len(conversations), seeds)
         jobs = list(zip(conversations, seeds, strict=True))
         if len(jobs) == 1 or self.concurrency == 1:
             return [self._one(c, params, s) for c, s in jobs]

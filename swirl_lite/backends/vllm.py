@@ -26,11 +26,11 @@ from typing import Any
 from swirl_lite.backends import (
     Completion,
     SamplingParams,
+    SeededCalls,
     Turn,
     beyond_context,
     cut_at_stop,
     generate_fitting,
-    seed_for,
 )
 
 LORA_RANKS = (8, 16, 32, 64, 128, 256)
@@ -49,7 +49,7 @@ def check_available() -> None:
         raise RuntimeError("generate.backend 'vllm' needs a CUDA GPU and none was found; use generate.backend 'hf'")
 
 
-class VLLMLLM:
+class VLLMLLM(SeededCalls):
     name = "vllm"
 
     def __init__(self, engine: Any, max_context: int, lora_path: str | None = None, num_params: int | None = None):
@@ -62,7 +62,6 @@ class VLLMLLM:
             from vllm.lora.request import LoRARequest
 
             self.lora = LoRARequest("adapter", 1, lora_path)
-        self._calls = 0
         self._request_ids = itertools.count()
         self._finished: dict[str, Completion] = {}  # requests of `advance` finished, not yet returned
 
@@ -121,9 +120,7 @@ class VLLMLLM:
     def generate(
         self, conversations: list[list[dict]], params: SamplingParams, seeds: Sequence[int] | None = None
     ) -> list[Completion]:
-        self._calls += 1
-        if seeds is None:
-            seeds = [seed_for(params.seed, self._calls, i) for i in range(len(conversations))]
+        seeds = self._call_seeds(params, len(conversations), seeds)
         prompts = [self._ids(c) for c in conversations]
 
         def run(todo: list[int]) -> list[Completion]:
